@@ -1,0 +1,201 @@
+// Package config defines oceanhooks' settings: one struct that documents every
+// key, strict YAML loading, environment and flag overrides, and validation
+// that reports every problem at once.
+//
+// Precedence, lowest first: the defaults below, the YAML file, environment
+// variables (OCEANHOOKS_<KEY>), command-line flags.
+package config
+
+import "time"
+
+// Defaults. Each key of Config documents which of these it uses.
+const (
+	DefaultListen              = ":3001"
+	DefaultUpstream            = "http://127.0.0.1:3000"
+	DefaultDataDir             = "./data"
+	DefaultAdminListen         = "127.0.0.1:9464"
+	DefaultTapBodyCap          = 1 << 20 // bytes (1 MiB)
+	DefaultShutdownGrace       = 30 * time.Second
+	DefaultLogLevel            = "info"
+	DefaultLogFormat           = "text"
+	DefaultDialTimeout         = 5 * time.Second
+	DefaultUpstreamTimeout     = 60 * time.Second
+	DefaultMaxIdleConnsPerHost = 1024
+	DefaultAuthCacheTTL        = 30 * time.Second
+	DefaultAuthFailureTTL      = 5 * time.Second
+	DefaultAuthTimeout         = 5 * time.Second
+	DefaultEventsReadTimeout   = 3 * time.Second
+	DefaultHeaderPrefix        = "Ocean"
+	DefaultWorkers             = 64
+	DefaultPerHookConcurrency  = 4
+	DefaultMaxAttempts         = 10
+	DefaultBackoffBase         = 60 * time.Second
+	DefaultBackoffCap          = 8 * time.Hour
+	DefaultAttemptTimeout      = 10 * time.Second
+	DefaultQuickRetries        = 2
+	DefaultLeaseDuration       = 2 * time.Minute
+	DefaultDeadLetterTTL       = 7 * 24 * time.Hour
+	DefaultGCInterval          = 5 * time.Minute
+)
+
+// Config is every setting of oceanhooks. The yaml tag is the key in the
+// config file; the environment variable is OCEANHOOKS_ followed by the key
+// path in upper snake case (delivery.maxAttempts → OCEANHOOKS_DELIVERY_MAX_ATTEMPTS).
+type Config struct {
+	// Listen is the address the proxy listens on for clients (nginx), host:port.
+	// Default ":3001".
+	Listen string `yaml:"listen"`
+	// Upstream is Ocean's base URL, http or https, where every request that the
+	// sidecar does not answer itself is forwarded. Default "http://127.0.0.1:3000".
+	Upstream string `yaml:"upstream"`
+	// PublicURL is the public URL of the Ocean instance, sent as the `server`
+	// field of every delivery and in the X-…-Host header. Default: empty, which
+	// means the Upstream URL.
+	PublicURL string `yaml:"publicURL"`
+	// DataDir is the directory of the embedded store (hooks, queue, attempt
+	// log). Only one process may hold it. Default "./data".
+	DataDir string `yaml:"dataDir"`
+	// AdminListen is the address of the admin listener (/healthz, /readyz,
+	// /metrics, operator API), host:port. Keep it private. Default "127.0.0.1:9464".
+	AdminListen string `yaml:"adminListen"`
+	// TapBodyCap is the largest request or response body, in bytes, that is
+	// inspected for a tapped endpoint; larger bodies pass through untapped and
+	// are counted. An integer or a size such as "1MiB". Default 1 MiB.
+	TapBodyCap ByteSize `yaml:"tapBodyCap"`
+	// ShutdownGrace is how long in-flight requests, WebSockets and delivery
+	// attempts get to finish after SIGTERM/SIGINT. Default 30s.
+	ShutdownGrace Duration `yaml:"shutdownGrace"`
+
+	Log      Log      `yaml:"log"`
+	Proxy    Proxy    `yaml:"proxy"`
+	Auth     Auth     `yaml:"auth"`
+	Events   Events   `yaml:"events"`
+	Delivery Delivery `yaml:"delivery"`
+	Store    Store    `yaml:"store"`
+}
+
+// Log configures the process log (log/slog on stderr).
+type Log struct {
+	// Level is the lowest level written: debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text (logfmt-like) or json. Default text.
+	Format string `yaml:"format"`
+}
+
+// Proxy configures the reverse proxy to Ocean.
+type Proxy struct {
+	// DialTimeout bounds connecting to the upstream. Default 5s.
+	DialTimeout Duration `yaml:"dialTimeout"`
+	// UpstreamTimeout bounds the wait for the upstream's response headers;
+	// past it the client gets an Ocean-style 504. Bodies may stream longer.
+	// Default 60s.
+	UpstreamTimeout Duration `yaml:"upstreamTimeout"`
+	// TrustedProxies lists the networks (CIDRs, or single IPs) whose incoming
+	// X-Forwarded-For/-Proto/-Host headers are kept and extended; from any other
+	// peer they are replaced. Default none (nginx on another host must be listed).
+	TrustedProxies []string `yaml:"trustedProxies"`
+	// MaxIdleConnsPerHost is how many idle keep-alive connections to the
+	// upstream are kept. Default 1024.
+	MaxIdleConnsPerHost int `yaml:"maxIdleConnsPerHost"`
+}
+
+// Auth configures how caller tokens are resolved through Ocean's /api/i.
+type Auth struct {
+	// CacheTTL is how long a token → user answer is kept in memory (under the
+	// token's SHA-256; the token itself is never stored). Default 30s.
+	CacheTTL Duration `yaml:"cacheTTL"`
+	// FailureTTL is how long a rejected token is remembered. Default 5s.
+	FailureTTL Duration `yaml:"failureTTL"`
+	// Timeout bounds one /api/i request to Ocean. Default 5s.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Events configures event derivation.
+type Events struct {
+	// ReadTimeout bounds each extra read of Ocean made while deriving events
+	// (users/show, users/relation, notes/show). Default 3s.
+	ReadTimeout Duration `yaml:"readTimeout"`
+}
+
+// Delivery configures the delivery queue and its HTTP client.
+type Delivery struct {
+	// HeaderPrefix names the delivery headers: "Ocean" (X-Ocean-Hook-Id, …) or
+	// "Misskey" (X-Misskey-Hook-Id, …) for receivers written for Misskey.
+	// Default "Ocean".
+	HeaderPrefix string `yaml:"headerPrefix"`
+	// Workers is the number of concurrent delivery attempts in total. Default 64.
+	Workers int `yaml:"workers"`
+	// PerHookConcurrency is the most concurrent attempts to one hook, so a slow
+	// receiver cannot hold more than its own slots. Default 4.
+	PerHookConcurrency int `yaml:"perHookConcurrency"`
+	// MaxAttempts is how many attempts a delivery gets before it becomes a dead
+	// letter. Default 10.
+	MaxAttempts int `yaml:"maxAttempts"`
+	// BackoffBase is the base of the retry delay min((2^n−1)×base, cap) plus up
+	// to 20 % jitter. Default 60s.
+	BackoffBase Duration `yaml:"backoffBase"`
+	// BackoffCap is the longest delay between attempts, Retry-After included.
+	// Default 8h.
+	BackoffCap Duration `yaml:"backoffCap"`
+	// AttemptTimeout bounds one HTTP request to a receiver. Default 10s.
+	AttemptTimeout Duration `yaml:"attemptTimeout"`
+	// QuickRetries is how many immediate retries one attempt makes on a
+	// connection error before it counts as failed. Default 2.
+	QuickRetries int `yaml:"quickRetries"`
+	// LeaseDuration is how long a worker holds a claimed delivery; it must
+	// outlast an attempt with its quick retries. Default 2m.
+	LeaseDuration Duration `yaml:"leaseDuration"`
+	// DeadLetterTTL is how long dead letters (and the attempt log of delivered
+	// deliveries) are kept for inspection and redelivery. Default 168h (7 days).
+	DeadLetterTTL Duration `yaml:"deadLetterTTL"`
+	// AllowedPrivateNetworks lists networks (CIDRs, or single IPs) that
+	// deliveries may connect to although they are loopback, private,
+	// link-local or otherwise internal (Ocean's option of the same name).
+	// Default none.
+	AllowedPrivateNetworks []string `yaml:"allowedPrivateNetworks"`
+}
+
+// Store configures the embedded store in DataDir.
+type Store struct {
+	// GCInterval is how often the value log is garbage-collected. Default 5m.
+	GCInterval Duration `yaml:"gcInterval"`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		Listen:        DefaultListen,
+		Upstream:      DefaultUpstream,
+		DataDir:       DefaultDataDir,
+		AdminListen:   DefaultAdminListen,
+		TapBodyCap:    DefaultTapBodyCap,
+		ShutdownGrace: Duration(DefaultShutdownGrace),
+		Log:           Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Proxy: Proxy{
+			DialTimeout:         Duration(DefaultDialTimeout),
+			UpstreamTimeout:     Duration(DefaultUpstreamTimeout),
+			TrustedProxies:      []string{},
+			MaxIdleConnsPerHost: DefaultMaxIdleConnsPerHost,
+		},
+		Auth: Auth{
+			CacheTTL:   Duration(DefaultAuthCacheTTL),
+			FailureTTL: Duration(DefaultAuthFailureTTL),
+			Timeout:    Duration(DefaultAuthTimeout),
+		},
+		Events: Events{ReadTimeout: Duration(DefaultEventsReadTimeout)},
+		Delivery: Delivery{
+			HeaderPrefix:           DefaultHeaderPrefix,
+			Workers:                DefaultWorkers,
+			PerHookConcurrency:     DefaultPerHookConcurrency,
+			MaxAttempts:            DefaultMaxAttempts,
+			BackoffBase:            Duration(DefaultBackoffBase),
+			BackoffCap:             Duration(DefaultBackoffCap),
+			AttemptTimeout:         Duration(DefaultAttemptTimeout),
+			QuickRetries:           DefaultQuickRetries,
+			LeaseDuration:          Duration(DefaultLeaseDuration),
+			DeadLetterTTL:          Duration(DefaultDeadLetterTTL),
+			AllowedPrivateNetworks: []string{},
+		},
+		Store: Store{GCInterval: Duration(DefaultGCInterval)},
+	}
+}

@@ -1,0 +1,201 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// validate returns every problem with c, keyed by dotted key.
+func (c Config) validate() []Problem {
+	var ps []Problem
+	bad := func(key, format string, args ...any) {
+		ps = append(ps, Problem{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+
+	if err := checkAddr(c.Listen); err != nil {
+		bad("listen", "%v", err)
+	}
+	if err := checkAddr(c.AdminListen); err != nil {
+		bad("adminListen", "%v", err)
+	}
+	if c.Listen != "" && c.Listen == c.AdminListen {
+		bad("adminListen", "must differ from listen (%s)", c.Listen)
+	}
+	if err := checkURL(c.Upstream); err != nil {
+		bad("upstream", "%v", err)
+	}
+	if c.PublicURL != "" {
+		if err := checkURL(c.PublicURL); err != nil {
+			bad("publicURL", "%v", err)
+		}
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		bad("dataDir", "must not be empty")
+	}
+	if c.TapBodyCap <= 0 {
+		bad("tapBodyCap", "must be more than 0 bytes")
+	}
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		bad("log.level", "%v", err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	if _, err := ParsePrefixes(c.Proxy.TrustedProxies); err != nil {
+		bad("proxy.trustedProxies", "%v", err)
+	}
+	if _, err := ParsePrefixes(c.Delivery.AllowedPrivateNetworks); err != nil {
+		bad("delivery.allowedPrivateNetworks", "%v", err)
+	}
+	if c.Delivery.HeaderPrefix != "Ocean" && c.Delivery.HeaderPrefix != "Misskey" {
+		bad("delivery.headerPrefix", "must be Ocean or Misskey, got %q", c.Delivery.HeaderPrefix)
+	}
+
+	positive := []struct {
+		key string
+		d   Duration
+	}{
+		{"shutdownGrace", c.ShutdownGrace},
+		{"proxy.dialTimeout", c.Proxy.DialTimeout},
+		{"proxy.upstreamTimeout", c.Proxy.UpstreamTimeout},
+		{"auth.cacheTTL", c.Auth.CacheTTL},
+		{"auth.failureTTL", c.Auth.FailureTTL},
+		{"auth.timeout", c.Auth.Timeout},
+		{"events.readTimeout", c.Events.ReadTimeout},
+		{"delivery.backoffBase", c.Delivery.BackoffBase},
+		{"delivery.backoffCap", c.Delivery.BackoffCap},
+		{"delivery.attemptTimeout", c.Delivery.AttemptTimeout},
+		{"delivery.leaseDuration", c.Delivery.LeaseDuration},
+		{"delivery.deadLetterTTL", c.Delivery.DeadLetterTTL},
+		{"store.gcInterval", c.Store.GCInterval},
+	}
+	for _, p := range positive {
+		if p.d <= 0 {
+			bad(p.key, "must be a positive duration, got %s", p.d)
+		}
+	}
+	if c.Delivery.BackoffCap > 0 && c.Delivery.BackoffCap < c.Delivery.BackoffBase {
+		bad("delivery.backoffCap", "must be at least delivery.backoffBase (%s), got %s", c.Delivery.BackoffBase, c.Delivery.BackoffCap)
+	}
+
+	atLeast := []struct {
+		key      string
+		n, least int
+	}{
+		{"proxy.maxIdleConnsPerHost", c.Proxy.MaxIdleConnsPerHost, 1},
+		{"delivery.workers", c.Delivery.Workers, 1},
+		{"delivery.perHookConcurrency", c.Delivery.PerHookConcurrency, 1},
+		{"delivery.maxAttempts", c.Delivery.MaxAttempts, 1},
+		{"delivery.quickRetries", c.Delivery.QuickRetries, 0},
+	}
+	for _, a := range atLeast {
+		if a.n < a.least {
+			bad(a.key, "must be at least %d, got %d", a.least, a.n)
+		}
+	}
+	if c.Delivery.QuickRetries > 10 {
+		bad("delivery.quickRetries", "must be at most 10 (the long backoff lives in the queue), got %d", c.Delivery.QuickRetries)
+	}
+	// A lease shorter than an attempt with its quick retries would let a
+	// second worker claim a delivery that is still being attempted.
+	if c.Delivery.AttemptTimeout > 0 && c.Delivery.QuickRetries >= 0 && c.Delivery.LeaseDuration > 0 {
+		need := time.Duration(c.Delivery.QuickRetries+1) * c.Delivery.AttemptTimeout.D()
+		if c.Delivery.LeaseDuration.D() <= need {
+			bad("delivery.leaseDuration", "must be longer than delivery.attemptTimeout × (delivery.quickRetries+1) = %s, got %s", need, c.Delivery.LeaseDuration)
+		}
+	}
+	return ps
+}
+
+func checkAddr(addr string) error {
+	if addr == "" {
+		return fmt.Errorf("must not be empty; want host:port such as \":3001\"")
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: want host:port such as \":3001\"", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("invalid port in %q", addr)
+	}
+	return nil
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("invalid URL %q", s)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("invalid URL %q: want an http:// or https:// URL", s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("invalid URL %q: no host", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("invalid URL %q: want no user, query or fragment", s)
+	}
+	return nil
+}
+
+// ParseLevel reads a log level name: debug, info, warn or error.
+func ParseLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("must be debug, info, warn or error, got %q", s)
+}
+
+// ParsePrefixes reads a list of CIDRs; a single IP stands for itself alone.
+func ParsePrefixes(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	var bad []string
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		bad = append(bad, strconv.Quote(s))
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("not a CIDR or IP: %s", strings.Join(bad, ", "))
+	}
+	return out, nil
+}
+
+// UpstreamURL returns Upstream parsed. It fails only on a config that did
+// not pass validation.
+func (c Config) UpstreamURL() (*url.URL, error) {
+	if err := checkURL(c.Upstream); err != nil {
+		return nil, fmt.Errorf("upstream: %w", err)
+	}
+	return url.Parse(c.Upstream)
+}
+
+// ServerURL is the `server` field of deliveries: PublicURL, else Upstream,
+// without a trailing slash (Ocean sends "https://example.com").
+func (c Config) ServerURL() string {
+	s := c.PublicURL
+	if s == "" {
+		s = c.Upstream
+	}
+	return strings.TrimRight(s, "/")
+}
