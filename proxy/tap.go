@@ -10,16 +10,19 @@ import (
 type Observation struct {
 	// Endpoint is the API endpoint without the /api/ prefix, e.g. "notes/create".
 	Endpoint string
-	// Request is the request body exactly as the client sent it (JSON).
+	// Request is the request body exactly as the client sent it (JSON; empty
+	// when the client sent none). The proxy forwards these very bytes: read
+	// them, never modify them.
 	Request []byte
 	// Token is the caller's credential: Authorization Bearer first, else the
 	// body field "i". It lives in memory for this call only: never log or store it.
 	Token string
-	// Status and Header are Ocean's response status and headers.
+	// Status and Header are Ocean's response status (always 2xx: other
+	// answers are not observed) and a copy of its headers.
 	Status int
 	Header http.Header
-	// Response is Ocean's response body, decoded from gzip/br if it was
-	// encoded; empty for 204.
+	// Response is Ocean's response body, decoded from gzip/br (or deflate,
+	// zstd) if it was encoded; empty for 204 or an empty body. Read only.
 	Response []byte
 	// State is whatever the tap's Before step left for the consumer.
 	State any

@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+)
+
+// exchange is the per-request ResponseWriter the proxy hands down: it notes
+// the status for the metrics, tracks an upgraded connection for Shutdown and
+// watches the request body to tell a client that went away from an upstream
+// failure. Exchanges are pooled, so the stock path allocates nothing extra.
+type exchange struct {
+	http.ResponseWriter
+	p   *Proxy
+	req *http.Request
+
+	status   int
+	hijacked bool
+	// returned is set once the handler returned normally (no panic).
+	returned bool
+	body     watchedBody
+}
+
+func (ex *exchange) reset(p *Proxy, w http.ResponseWriter, r *http.Request) {
+	ex.ResponseWriter, ex.p, ex.req = w, p, r
+}
+
+func (ex *exchange) clear() { *ex = exchange{} }
+
+// reusable says whether nothing can touch ex any more. The transport may go
+// on reading a request body after the handler returned (when the upstream
+// answered early); such an exchange is left to the garbage collector.
+func (ex *exchange) reusable() bool {
+	return ex.body.rc == nil || ex.body.done.Load()
+}
+
+// watchBody puts ex's body watch between r's body and the transport.
+func (ex *exchange) watchBody(r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return
+	}
+	ex.body.rc = r.Body
+	r.Body = &ex.body
+}
+
+// clientGone reports whether reading the client's request body failed.
+func (ex *exchange) clientGone() bool { return ex.body.failed.Load() }
+
+func (ex *exchange) WriteHeader(code int) {
+	if ex.status == 0 && (code >= http.StatusOK || code == http.StatusSwitchingProtocols) {
+		ex.status = code
+	}
+	ex.ResponseWriter.WriteHeader(code)
+}
+
+func (ex *exchange) Write(b []byte) (int, error) {
+	if ex.status == 0 {
+		ex.status = http.StatusOK
+	}
+	return ex.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the server's writer (Flush,
+// deadlines).
+func (ex *exchange) Unwrap() http.ResponseWriter { return ex.ResponseWriter }
+
+// Hijack hands over the client connection for a protocol switch and
+// registers it, so Shutdown can wait for it and close it.
+func (ex *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(ex.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	ex.hijacked = true
+	ex.status = http.StatusSwitchingProtocols
+	ws := headerHasToken(ex.req.Header, "Upgrade", "websocket")
+	return ex.p.upgrades.track(conn, ws), brw, nil
+}
+
+// watchedBody passes a request body through and remembers how reading it
+// ended.
+type watchedBody struct {
+	rc     io.ReadCloser
+	done   atomic.Bool // EOF or an error was seen
+	failed atomic.Bool // an error other than EOF was seen
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil {
+		if err != io.EOF {
+			b.failed.Store(true)
+		}
+		b.done.Store(true)
+	}
+	return n, err
+}
+
+func (b *watchedBody) Close() error { return b.rc.Close() }

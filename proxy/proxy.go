@@ -1,0 +1,483 @@
+// Package proxy forwards every client request to Ocean unchanged and lets the
+// sidecar see the successful API calls it cares about: the transparent reverse
+// proxy, the tap that hands those calls to a Consumer before the client gets
+// the answer, and the seam where /api/i/webhooks/* is answered locally.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/oceanhooks/oceanhooks/ocean"
+)
+
+// Defaults of Options.
+const (
+	// DefaultTapBodyCap is the largest request or response body the tap
+	// inspects (1 MiB); larger bodies stream through untapped.
+	DefaultTapBodyCap int64 = 1 << 20
+	// DefaultDialTimeout bounds connecting to the upstream.
+	DefaultDialTimeout = 5 * time.Second
+	// DefaultResponseHeaderTimeout bounds the wait for the upstream's
+	// response headers once the request was sent.
+	DefaultResponseHeaderTimeout = 60 * time.Second
+	// DefaultMaxIdleConnsPerHost is how many idle keep-alive connections to
+	// the upstream are kept (the standard library's 2 throttles a sidecar
+	// that talks to a single host).
+	DefaultMaxIdleConnsPerHost = 1024
+	// DefaultObserveTimeout bounds one Consumer.Observe call.
+	DefaultObserveTimeout = 10 * time.Second
+	// DefaultIdleConnTimeout is how long an idle upstream connection is kept.
+	DefaultIdleConnTimeout = 90 * time.Second
+)
+
+// Options configures a Proxy. Only Upstream is required.
+type Options struct {
+	// Upstream is Ocean's base URL (scheme and host; no path, no query).
+	Upstream *url.URL
+	// TapBodyCap is the largest body, in bytes, the tap reads: a tapped
+	// request or response body above it (as sent, and once decoded) is
+	// streamed through untapped and counted. Default DefaultTapBodyCap.
+	TapBodyCap int64
+	// Taps are the endpoints to inspect, one Tap per endpoint.
+	Taps []Tap
+	// Consumer receives the observations of tapped calls. Required when
+	// Taps is not empty.
+	Consumer Consumer
+	// ObserveTimeout bounds one Consumer.Observe call; its context is
+	// detached from the client's, so a client that hangs up does not lose
+	// the events of a call Ocean carried out. Default DefaultObserveTimeout.
+	ObserveTimeout time.Duration
+	// Local answers /api/i/webhooks and everything under /api/i/webhooks/
+	// instead of Ocean. Nil forwards those paths too.
+	Local http.Handler
+	// DialTimeout bounds connecting to the upstream. Default
+	// DefaultDialTimeout.
+	DialTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for the upstream's response
+	// headers after the request was written; past it the client gets an
+	// Ocean-style 504. Bodies may stream for longer. Zero means
+	// DefaultResponseHeaderTimeout, a negative value means no limit.
+	ResponseHeaderTimeout time.Duration
+	// IdleConnTimeout is how long an idle upstream connection is kept.
+	// Default DefaultIdleConnTimeout.
+	IdleConnTimeout time.Duration
+	// MaxIdleConnsPerHost is how many idle upstream connections are kept.
+	// Default DefaultMaxIdleConnsPerHost.
+	MaxIdleConnsPerHost int
+	// TrustedProxies are the peers (e.g. nginx) whose X-Forwarded-For,
+	// X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP are believed: their
+	// X-Forwarded-For is extended with the peer address and the others are
+	// kept. From any other peer the four headers are replaced by what this
+	// proxy sees. Default none.
+	TrustedProxies []netip.Prefix
+	// Logger receives warnings and errors; never tokens or bodies. Default:
+	// discard.
+	Logger *slog.Logger
+	// Registerer gets the proxy's metrics. Default: a private registry.
+	Registerer prometheus.Registerer
+}
+
+// Proxy is the sidecar's http.Handler: it forwards to Ocean, taps the
+// endpoints it was given and answers the local paths itself.
+type Proxy struct {
+	plain  *httputil.ReverseProxy // untapped traffic: the stock path
+	tapped *httputil.ReverseProxy // tapped calls: inspects the response
+
+	transport *http.Transport
+	upstream  *url.URL
+	local     http.Handler
+	trusted   []netip.Prefix
+
+	bodyCap        int64
+	consumer       Consumer
+	observeTimeout time.Duration
+
+	// routes maps a tapped endpoint to its tap and metrics; every other path
+	// falls into one of the fixed routes, which keeps label values bounded.
+	routes                                        map[string]*route
+	apiRoute, streamRoute, otherRoute, localRoute *route
+
+	log       *slog.Logger
+	m         *metrics
+	exchanges sync.Pool
+	upgrades  upgrades
+}
+
+// route is what the proxy knows about one class of path: its metric label,
+// its pre-resolved metric children and, for a tapped endpoint, the tap.
+type route struct {
+	label    string
+	tap      *Tap
+	requests [numStatusClasses]prometheus.Counter
+	duration prometheus.Observer
+}
+
+// New checks opts and builds a Proxy.
+func New(opts Options) (*Proxy, error) {
+	if opts.Upstream == nil {
+		return nil, errors.New("proxy: no upstream")
+	}
+	up := opts.Upstream
+	if (up.Scheme != "http" && up.Scheme != "https") || up.Host == "" {
+		return nil, fmt.Errorf("proxy: upstream %q: want http(s)://host[:port]", up.Redacted())
+	}
+	if (up.Path != "" && up.Path != "/") || up.RawQuery != "" || up.User != nil {
+		return nil, fmt.Errorf("proxy: upstream %q: must have no path, query or credentials", up.Redacted())
+	}
+	if len(opts.Taps) > 0 && opts.Consumer == nil {
+		return nil, errors.New("proxy: taps without a consumer")
+	}
+	p := &Proxy{
+		upstream:       &url.URL{Scheme: up.Scheme, Host: up.Host},
+		local:          opts.Local,
+		trusted:        opts.TrustedProxies,
+		bodyCap:        opts.TapBodyCap,
+		consumer:       opts.Consumer,
+		observeTimeout: opts.ObserveTimeout,
+		log:            opts.Logger,
+		routes:         make(map[string]*route, len(opts.Taps)),
+	}
+	if p.bodyCap <= 0 {
+		p.bodyCap = DefaultTapBodyCap
+	}
+	if p.observeTimeout <= 0 {
+		p.observeTimeout = DefaultObserveTimeout
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	reg := opts.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	p.m = m
+	p.apiRoute = m.route(labelAPI, nil)
+	p.streamRoute = m.route(labelStreaming, nil)
+	p.otherRoute = m.route(labelOther, nil)
+	p.localRoute = m.route(labelLocal, nil)
+	for i := range opts.Taps {
+		t := opts.Taps[i]
+		if err := checkEndpoint(t.Endpoint); err != nil {
+			return nil, err
+		}
+		if _, dup := p.routes[t.Endpoint]; dup {
+			return nil, fmt.Errorf("proxy: endpoint %q tapped twice", t.Endpoint)
+		}
+		if p.local != nil && isLocalEndpoint(t.Endpoint) {
+			return nil, fmt.Errorf("proxy: endpoint %q is answered locally, it cannot be tapped", t.Endpoint)
+		}
+		p.routes[t.Endpoint] = m.route(t.Endpoint, &t)
+	}
+
+	p.transport = newTransport(opts)
+	errorLog := slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)
+	bufs := newBufferPool()
+	p.plain = &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    p.transport,
+		BufferPool:   bufs,
+		ErrorHandler: p.handleError,
+		ErrorLog:     errorLog,
+	}
+	p.tapped = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      p.transport,
+		BufferPool:     bufs,
+		ErrorHandler:   p.handleError,
+		ErrorLog:       errorLog,
+		ModifyResponse: p.inspectResponse,
+	}
+	p.exchanges.New = func() any { return new(exchange) }
+	p.upgrades.init(p)
+	return p, nil
+}
+
+func checkEndpoint(ep string) error {
+	if ep == "" || strings.HasPrefix(ep, "/") || strings.HasPrefix(ep, "api/") ||
+		strings.HasSuffix(ep, "/") || strings.ContainsAny(ep, "?# ") {
+		return fmt.Errorf("proxy: tap endpoint %q: want a bare endpoint name like notes/create", ep)
+	}
+	return nil
+}
+
+func newTransport(opts Options) *http.Transport {
+	dialTimeout := opts.DialTimeout
+	if dialTimeout <= 0 {
+		dialTimeout = DefaultDialTimeout
+	}
+	headerTimeout := opts.ResponseHeaderTimeout
+	switch {
+	case headerTimeout == 0:
+		headerTimeout = DefaultResponseHeaderTimeout
+	case headerTimeout < 0:
+		headerTimeout = 0
+	}
+	idleTimeout := opts.IdleConnTimeout
+	if idleTimeout <= 0 {
+		idleTimeout = DefaultIdleConnTimeout
+	}
+	perHost := opts.MaxIdleConnsPerHost
+	if perHost <= 0 {
+		perHost = DefaultMaxIdleConnsPerHost
+	}
+	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		// Never an environment proxy: the upstream is a neighbour.
+		Proxy:                 nil,
+		DialContext:           dialer.DialContext,
+		MaxIdleConnsPerHost:   perHost,
+		IdleConnTimeout:       idleTimeout,
+		ResponseHeaderTimeout: headerTimeout,
+		ExpectContinueTimeout: time.Second,
+		// The client's Accept-Encoding travels as is and the response body
+		// is never decompressed on the way: bytes in, same bytes out.
+		DisableCompression: true,
+	}
+}
+
+// Fixed route labels; a tapped endpoint's label is its name.
+const (
+	labelAPI       = "api"
+	labelStreaming = "streaming"
+	labelOther     = "other"
+	labelLocal     = "local"
+)
+
+const (
+	apiPrefix     = "/api/"
+	localEndpoint = "i/webhooks"
+)
+
+func isLocalEndpoint(ep string) bool {
+	return ep == localEndpoint ||
+		(len(ep) > len(localEndpoint) && ep[len(localEndpoint)] == '/' && strings.HasPrefix(ep, localEndpoint))
+}
+
+// classify finds the route of a path: map lookups and prefix checks only.
+func (p *Proxy) classify(path string) *route {
+	ep, ok := strings.CutPrefix(path, apiPrefix)
+	if !ok {
+		if path == "/streaming" {
+			return p.streamRoute
+		}
+		return p.otherRoute
+	}
+	if rt, ok := p.routes[ep]; ok {
+		return rt
+	}
+	if p.local != nil && isLocalEndpoint(ep) {
+		return p.localRoute
+	}
+	return p.apiRoute
+}
+
+// tapFor is the tap decision: the tap to run for r, or nil when r is proxied
+// untouched.
+func (p *Proxy) tapFor(rt *route, r *http.Request) *Tap {
+	if rt.tap == nil || r.Method != http.MethodPost {
+		return nil
+	}
+	if !p.wanted(rt) {
+		return nil
+	}
+	return rt.tap
+}
+
+// wanted asks the tap's gate, treating a panic as "not wanted".
+func (p *Proxy) wanted(rt *route) (ok bool) {
+	if rt.tap.Wanted == nil {
+		return true
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			ok = false
+			p.m.tapFailure(rt.label, stageWanted)
+			p.log.Error("tap gate panicked", "endpoint", rt.label, "panic", v)
+		}
+	}()
+	return rt.tap.Wanted()
+}
+
+// ServeHTTP answers r locally, through the tap, or by plain forwarding.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rt := p.classify(r.URL.Path)
+	ex := p.exchanges.Get().(*exchange)
+	ex.reset(p, w, r)
+	defer p.finish(ex, rt, start)
+
+	switch {
+	case rt == p.localRoute:
+		p.local.ServeHTTP(ex, r)
+	default:
+		if tap := p.tapFor(rt, r); tap != nil {
+			p.serveTapped(ex, r, rt, tap)
+		} else {
+			ex.watchBody(r)
+			p.plain.ServeHTTP(ex, r)
+		}
+	}
+	ex.returned = true
+}
+
+// finish records the request's metrics and recycles its exchange. It runs
+// deferred so that a handler aborting with a panic is still counted.
+func (p *Proxy) finish(ex *exchange, rt *route, start time.Time) {
+	status := ex.status
+	if status == 0 && ex.returned && rt == p.localRoute {
+		status = http.StatusOK // net/http answers 200 for a handler that wrote nothing
+	}
+	rt.requests[statusClass(status)].Inc()
+	if status != http.StatusSwitchingProtocols {
+		rt.duration.Observe(time.Since(start).Seconds())
+	}
+	if ex.returned && ex.reusable() {
+		ex.clear()
+		p.exchanges.Put(ex)
+	}
+}
+
+// rewrite points the outgoing request at the upstream and sets the
+// forwarding headers. The client's Host header is kept: Ocean's HTTP
+// signature checks on /inbox sign it.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	out, in := pr.Out, pr.In
+	out.URL.Scheme = p.upstream.Scheme
+	out.URL.Host = p.upstream.Host
+	out.Host = in.Host
+
+	peer := peerAddr(in.RemoteAddr)
+	h := out.Header
+	if p.isTrusted(peer) {
+		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 && peer.IsValid() {
+			h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + peer.String()}
+		} else {
+			setPeer(h, "X-Forwarded-For", peer)
+		}
+		keepOr(h, in.Header, "X-Forwarded-Proto", protoOf(in))
+		if v := in.Header["X-Forwarded-Host"]; len(v) > 0 {
+			h["X-Forwarded-Host"] = v
+		} else {
+			h["X-Forwarded-Host"] = []string{in.Host}
+		}
+		if len(in.Header["X-Real-Ip"]) == 0 {
+			setPeer(h, "X-Real-Ip", peer)
+		}
+		return
+	}
+	setPeer(h, "X-Forwarded-For", peer)
+	h["X-Forwarded-Proto"] = protoOf(in)
+	h["X-Forwarded-Host"] = []string{in.Host}
+	setPeer(h, "X-Real-Ip", peer)
+}
+
+// Shared header values; their capacity equals their length, so an append
+// by anyone copies instead of writing into them.
+var (
+	protoHTTP  = []string{"http"}
+	protoHTTPS = []string{"https"}
+)
+
+func protoOf(r *http.Request) []string {
+	if r.TLS != nil {
+		return protoHTTPS
+	}
+	return protoHTTP
+}
+
+func keepOr(out, in http.Header, key string, def []string) {
+	if v := in[key]; len(v) > 0 {
+		out[key] = v
+		return
+	}
+	out[key] = def
+}
+
+func setPeer(h http.Header, key string, peer netip.Addr) {
+	if !peer.IsValid() {
+		delete(h, key)
+		return
+	}
+	h[key] = []string{peer.String()}
+}
+
+func peerAddr(remote string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func (p *Proxy) isTrusted(peer netip.Addr) bool {
+	if !peer.IsValid() {
+		return false
+	}
+	for _, pfx := range p.trusted {
+		if pfx.Contains(peer) {
+			return true
+		}
+	}
+	return false
+}
+
+// handleError answers a failed upstream exchange the way Ocean answers
+// errors. A client that went away is not an upstream failure: nothing is
+// written, counted as an upstream error, or logged above debug.
+func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
+	ex, _ := w.(*exchange)
+	if r.Context().Err() != nil || (ex != nil && ex.clientGone()) {
+		p.log.Debug("client went away", "method", r.Method, "path", r.URL.Path, "err", err)
+		return
+	}
+	if ex != nil && ex.hijacked {
+		p.log.Warn("upgraded connection failed", "path", r.URL.Path, "err", err)
+		return
+	}
+	e, kind := ocean.ErrUpstreamUnavailable, upstreamUnavailable
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		e, kind = ocean.ErrUpstreamTimeout, upstreamTimeout
+	}
+	p.m.upstreamErrors[kind].Inc()
+	p.log.Warn("upstream failed", "kind", upstreamKinds[kind], "method", r.Method, "path", r.URL.Path, "err", err)
+	ocean.Write(w, e)
+}
+
+// bufferPool recycles ReverseProxy's copy buffers. It stores array pointers
+// so neither Get nor Put allocates.
+type bufferPool struct{ pool sync.Pool }
+
+const copyBufferSize = 32 << 10
+
+func newBufferPool() *bufferPool {
+	bp := &bufferPool{}
+	bp.pool.New = func() any { return new([copyBufferSize]byte) }
+	return bp
+}
+
+func (bp *bufferPool) Get() []byte { return bp.pool.Get().(*[copyBufferSize]byte)[:] }
+
+func (bp *bufferPool) Put(b []byte) {
+	if cap(b) != copyBufferSize {
+		return
+	}
+	bp.pool.Put((*[copyBufferSize]byte)(b[:copyBufferSize]))
+}
