@@ -1,0 +1,48 @@
+// Package queue keeps webhook deliveries on disk until a receiver accepts
+// them: it stores one delivery per subscribed hook per event, delivers them
+// with signatures and an SSRF guard, retries with backoff, keeps an attempt log
+// and dead letters, and lets users and operators list and redeliver.
+//
+// # Storage
+//
+// The queue shares the server's Badger database; every key it writes starts
+// with "q/". Delivery ids are Ocean-style (aidx: 8 base-36 digits of
+// milliseconds since 2000-01-01, 4 of node, 4 of counter), so they sort by
+// creation time.
+//
+//	q/d/<id>                    delivery record (JSON: hook, owner, eventId, type, state, attempts, due, expiry)
+//	q/b/<id>                    the envelope, built once at enqueue and sent verbatim on every attempt
+//	q/h/<hookID>/<id>           per-hook index of every delivery (listing, cancel, redeliver all)
+//	q/r/<hookID>/<due:8><id>    ready index, ordered by due time (big-endian unix ms) within a hook
+//	q/l/<id>                    lease of an in-flight delivery (value: 8-byte lease expiry, then the hook id)
+//	q/x/<expiry:8><id>          expiry index of delivered and dead records (value: 'd' delivered, 'x' dead)
+//	q/a/<id>/<n:4>              attempt log entry n (JSON webhook.Attempt), the last 100 kept
+//
+// The ready index is grouped by hook so that a saturated or hanging hook never
+// has to be scanned past: the scheduler keeps, in memory, only the earliest
+// due time of each hook that has ready work (memory grows with the number of
+// hooks, never with the backlog) and claims from the hooks that are due and
+// below their concurrency limit, earliest first. A claim moves ready → leased
+// in one transaction (retried on conflict). A delivery record changes state
+// only in the transaction that records its outcome, so a crash at any point
+// leaves it ready or leased, and Open returns every lease to ready: only one
+// process holds the Badger directory, so no lease can belong to a live worker.
+// Delivery is therefore at least once.
+//
+// # Durability and group commit
+//
+// Enqueue writes all deliveries of one call in one transaction and returns
+// only after they are synced to disk. Use [BadgerOptions] to open the
+// database: it sets SyncWrites=false, and the queue syncs enqueues itself with
+// a group commit: a caller that needs a sync either starts one db.Sync or, if
+// one is running, waits for the next, which then covers every caller that
+// arrived meanwhile. One fsync serves many concurrent API calls, while claims,
+// outcomes and the attempt log (which at-least-once delivery does not need on
+// disk immediately) cost no fsync at all. Badger's own SyncWrites=true is also
+// supported (the queue notices it and skips its sync), but it syncs the WAL of
+// every transaction, including each claim and outcome; BenchmarkEnqueue in
+// this package measures both (see bench_test.go for the figures).
+//
+// Writers other than the queue that need durability on a database opened with
+// BadgerOptions must call db.Sync themselves after committing.
+package queue

@@ -1,0 +1,82 @@
+package queue
+
+import (
+	"bytes"
+	"errors"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// collectGarbage rewrites value-log files while Badger finds one worth it.
+func (q *Queue) collectGarbage() {
+	for {
+		err := q.db.RunValueLogGC(0.5)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+			q.opts.Logger.Error("value-log GC", "err", err)
+		}
+		return
+	}
+}
+
+// sweep removes delivered records and dead letters whose time is up, and
+// returns how many.
+func (q *Queue) sweep(now time.Time) (int, error) {
+	end := keyExpiry(now.UnixMilli()+1, "")
+	removed := 0
+	for {
+		var keys [][]byte
+		err := q.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pExpiry)})
+			defer it.Close()
+			for it.Rewind(); it.Valid() && len(keys) < 256; it.Next() {
+				k := it.Item().KeyCopy(nil)
+				if bytes.Compare(k, end) >= 0 {
+					break
+				}
+				keys = append(keys, k)
+			}
+			return nil
+		})
+		if err != nil || len(keys) == 0 {
+			return removed, err
+		}
+		var dead, gone int
+		err = q.update(func(txn *badger.Txn) error {
+			dead, gone = 0, 0
+			for _, k := range keys {
+				at, id, ok := splitTimed(k, len(pExpiry))
+				rec, err := getRecord(txn, id)
+				if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+					return err
+				}
+				if !ok || err != nil || rec.Expires != at ||
+					(rec.State != webhook.StateDead && rec.State != webhook.StateDelivered) {
+					// A stale index entry (none are expected): drop only it.
+					if err := txn.Delete(k); err != nil {
+						return err
+					}
+					continue
+				}
+				if rec.State == webhook.StateDead {
+					dead++
+				}
+				gone++
+				if err := deleteDelivery(txn, id, rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return removed, err
+		}
+		q.dead.Add(-int64(dead))
+		removed += gone
+	}
+}

@@ -1,0 +1,306 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/google/uuid"
+
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// List paging bounds.
+const (
+	DefaultListLimit = 10
+	MaxListLimit     = 100
+)
+
+// batch is how many deliveries one management transaction touches.
+const batch = 256
+
+// CancelHook removes every delivery of hookID (pending, leased, dead and
+// delivered) and its attempt log. An attempt in flight may still reach the
+// receiver, but its outcome is discarded.
+func (q *Queue) CancelHook(ctx context.Context, hookID string) error {
+	if !validHookID(hookID) {
+		return nil
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ids, err := q.hookIDs(hookID, "", batch)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		var ready, leased, dead int64
+		err = q.update(func(txn *badger.Txn) error {
+			ready, leased, dead = 0, 0, 0
+			for _, id := range ids {
+				rec, err := getRecord(txn, id)
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					if err := txn.Delete(keyHook(hookID, id)); err != nil {
+						return err
+					}
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				switch rec.State {
+				case webhook.StateReady:
+					ready++
+				case webhook.StateLeased:
+					leased++
+				case webhook.StateDead:
+					dead++
+				}
+				if err := deleteDelivery(txn, id, rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("cancel deliveries of %s: %w", hookID, err)
+		}
+		q.ready.Add(-ready)
+		q.leased.Add(-leased)
+		q.dead.Add(-dead)
+	}
+}
+
+// hookIDs lists up to n delivery ids of hook after the id after (oldest first).
+func (q *Queue) hookIDs(hook, after string, n int) ([]string, error) {
+	var ids []string
+	prefix := hookPrefix(hook)
+	err := q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		it.Seek(append(bytes.Clone(prefix), after...))
+		for ; it.Valid() && len(ids) < n; it.Next() {
+			id := string(it.Item().Key()[len(prefix):])
+			if id != after {
+				ids = append(ids, id)
+			}
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// List returns hookID's deliveries newest first, at most limit (default 10,
+// at most 100) of them older than untilID, each with its attempt log (oldest
+// attempt first). An empty hookID lists every hook's deliveries.
+func (q *Queue) List(ctx context.Context, hookID string, limit int, untilID string) ([]webhook.Delivery, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	out := []webhook.Delivery{}
+	if hookID != "" && !validHookID(hookID) {
+		return out, nil
+	}
+	prefix := []byte(pRecord)
+	if hookID != "" {
+		prefix = hookPrefix(hookID)
+	}
+	err := q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+		defer it.Close()
+		start := append(bytes.Clone(prefix), 0xff)
+		if untilID != "" {
+			start = append(bytes.Clone(prefix), untilID...)
+		}
+		for it.Seek(start); it.Valid() && len(out) < limit; it.Next() {
+			id := string(it.Item().Key()[len(prefix):])
+			if id == untilID {
+				continue
+			}
+			d, err := q.view(txn, id)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// view is the user-facing form of a delivery and its attempt log.
+func (q *Queue) view(txn *badger.Txn, id string) (webhook.Delivery, error) {
+	rec, err := getRecord(txn, id)
+	if err != nil {
+		return webhook.Delivery{}, err
+	}
+	d := webhook.Delivery{ID: id, HookID: rec.Hook, UserID: rec.User, EventID: rec.Event, Type: rec.Type,
+		CreatedAt: time.UnixMilli(rec.Created).UTC(), State: rec.State, Attempts: []webhook.Attempt{}}
+	if rec.State == webhook.StateReady {
+		next := time.UnixMilli(rec.Due).UTC()
+		d.NextAt = &next
+	}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: attemptPrefix(id), PrefetchValues: true, PrefetchSize: 16})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		var a webhook.Attempt
+		if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &a) }); err != nil {
+			return d, err
+		}
+		d.Attempts = append(d.Attempts, a)
+	}
+	return d, nil
+}
+
+// Redeliver puts deliveryID of hookID back to ready, due now, with its
+// attempts reset and its eventId kept: a dead letter or a delivered one is
+// sent again, a ready one is brought forward, a leased one is left alone. An
+// empty deliveryID redelivers every dead letter of the hook. It returns how
+// many deliveries it queued; an id that names no delivery of the hook is
+// webhook.ErrNoSuchDelivery.
+func (q *Queue) Redeliver(ctx context.Context, hookID, deliveryID string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := q.opts.Now().UnixMilli()
+	var total int
+	if deliveryID != "" {
+		if !validID(deliveryID) || !validHookID(hookID) {
+			return 0, webhook.ErrNoSuchDelivery
+		}
+		n, err := q.requeue([]string{deliveryID}, hookID, now, true)
+		if err != nil {
+			return 0, err
+		}
+		total = n
+	} else {
+		if !validHookID(hookID) {
+			return 0, nil
+		}
+		after := ""
+		for {
+			ids, err := q.hookIDs(hookID, after, batch)
+			if err != nil {
+				return total, fmt.Errorf("redeliver: %w", err)
+			}
+			if len(ids) == 0 {
+				break
+			}
+			after = ids[len(ids)-1]
+			n, err := q.requeue(ids, hookID, now, false)
+			total += n
+			if err != nil {
+				return total, err
+			}
+		}
+	}
+	if total > 0 {
+		if err := q.sync(); err != nil {
+			return total, fmt.Errorf("redeliver: sync: %w", err)
+		}
+		q.poke()
+	}
+	return total, nil
+}
+
+// requeue makes ids of hook ready at now. With one (an explicit id), any
+// state but leased qualifies; otherwise only dead letters do.
+func (q *Queue) requeue(ids []string, hook string, now int64, one bool) (int, error) {
+	var fromDead, fromDone, moved int
+	err := q.update(func(txn *badger.Txn) error {
+		fromDead, fromDone, moved = 0, 0, 0
+		for _, id := range ids {
+			rec, err := getRecord(txn, id)
+			if errors.Is(err, badger.ErrKeyNotFound) || (err == nil && rec.Hook != hook) {
+				if one {
+					return webhook.ErrNoSuchDelivery
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !one && rec.State != webhook.StateDead {
+				continue
+			}
+			switch rec.State {
+			case webhook.StateLeased:
+				continue
+			case webhook.StateReady:
+				if err := txn.Delete(keyReady(hook, rec.Due, id)); err != nil {
+					return err
+				}
+				moved++
+			case webhook.StateDead, webhook.StateDelivered:
+				if err := txn.Delete(keyExpiry(rec.Expires, id)); err != nil {
+					return err
+				}
+				if rec.State == webhook.StateDead {
+					fromDead++
+				} else {
+					fromDone++
+				}
+				rec.Attempts, rec.Expires = 0, 0
+			}
+			rec.State, rec.Due = webhook.StateReady, now
+			if err := putRecord(txn, id, rec); err != nil {
+				return err
+			}
+			if err := txn.Set(keyReady(hook, now, id), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, webhook.ErrNoSuchDelivery) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("redeliver: %w", err)
+	}
+	q.dead.Add(-int64(fromDead))
+	q.ready.Add(int64(fromDead + fromDone))
+	n := fromDead + fromDone + moved
+	if n > 0 {
+		q.mu.Lock()
+		q.notifyLocked(hook, now)
+		q.mu.Unlock()
+	}
+	return n, nil
+}
+
+// SendTest makes one attempt (no retries) of a test delivery to t.URL with
+// t.Secret, with the same envelope, headers, signature and SSRF guard as a
+// queued delivery, and records it on the hook like any attempt. The status is
+// the receiver's, or 1 with the error when none answered.
+func (q *Queue) SendTest(ctx context.Context, t webhook.TestSend) (int, error) {
+	now := q.opts.Now()
+	rec := record{Hook: t.HookID, User: t.UserID, Event: uuid.NewString(), Type: t.Type, Created: now.UnixMilli()}
+	body, err := q.envelope(rec, t.Body)
+	if err != nil {
+		return 0, fmt.Errorf("test delivery: %w", err)
+	}
+	res := q.sender.send(ctx, q.sender.single, t.URL, t.HookID, t.Secret, rec.Event, body, now)
+	if t.HookID != "" {
+		q.hooks.RecordAttempt(t.HookID, now, res.Status)
+	}
+	q.m.latency.Observe(res.Duration.Seconds())
+	if res.Err != nil {
+		return res.Status, fmt.Errorf("test delivery: %w", res.Err)
+	}
+	return res.Status, nil
+}

@@ -1,0 +1,402 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/google/uuid"
+
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// Hooks is what the queue needs of the hook store.
+type Hooks interface {
+	// ActiveHooks are the active hooks of userID subscribed to eventType.
+	ActiveHooks(userID, eventType string) []webhook.Target
+	// Target is the hook's current URL and secret; false once it is deleted.
+	Target(hookID string) (webhook.Target, bool)
+	// RecordAttempt sets the hook's latestSentAt/latestStatus.
+	RecordAttempt(hookID string, at time.Time, status int)
+	// Deactivate turns the hook off (its receiver answered 410 Gone).
+	Deactivate(hookID string)
+}
+
+// Queue is the durable delivery queue. Its methods are safe for concurrent use.
+type Queue struct {
+	db     *badger.DB
+	hooks  Hooks
+	opts   Options
+	server string
+	sender *sender
+	ids    *idGen
+	syncer *groupSync // nil when the database syncs every commit itself
+	m      *metrics
+
+	mu    sync.Mutex
+	sched map[string]*hookState // hooks with ready or in-flight work
+	busy  int                   // attempts in flight, all hooks
+	rnd   *rand.Rand            // opts.Rand, used under mu
+
+	wake    chan struct{} // a new due delivery or a freed slot
+	running atomic.Bool
+
+	ready, leased, dead atomic.Int64 // depth gauges
+}
+
+// record is a delivery record (q/d/<id>).
+type record struct {
+	Hook     string `json:"hook"`
+	User     string `json:"user"`
+	Event    string `json:"event"`
+	Type     string `json:"type"`
+	Created  int64  `json:"created"` // unix ms at enqueue
+	State    string `json:"state"`
+	Attempts int    `json:"attempts"` // failed attempts since enqueue or the last redelivery
+	Logged   int    `json:"logged"`   // attempt log entries ever written
+	Due      int64  `json:"due,omitempty"`
+	Expires  int64  `json:"expires,omitempty"`
+}
+
+// hookState is the scheduler's view of one hook.
+type hookState struct {
+	inflight int
+	next     int64 // no ready delivery of the hook is due before this (unix ms)
+	seen     int64 // earliest due notified while a claim scanned the hook
+}
+
+const noDue = math.MaxInt64
+
+// Open prepares the queue on db (opened with BadgerOptions): every lease is
+// returned to ready, and the depth gauges and the schedule are rebuilt from
+// the keys (a key-only scan; the backlog itself is not loaded).
+func Open(db *badger.DB, hooks Hooks, opts Options) (*Queue, error) {
+	if db == nil || hooks == nil {
+		return nil, errors.New("queue: nil database or hooks")
+	}
+	server, host, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	q := &Queue{
+		db:     db,
+		hooks:  hooks,
+		opts:   opts,
+		server: server,
+		sender: newSender(&opts, host),
+		ids:    newIDGen(opts.Rand),
+		sched:  make(map[string]*hookState),
+		rnd:    opts.Rand,
+		wake:   make(chan struct{}, 1),
+	}
+	if !db.Opts().SyncWrites {
+		q.syncer = &groupSync{sync: db.Sync}
+	}
+	if err := q.returnLeases(); err != nil {
+		return nil, fmt.Errorf("queue: return leases: %w", err)
+	}
+	if err := q.load(); err != nil {
+		return nil, fmt.Errorf("queue: load: %w", err)
+	}
+	q.m = newMetrics(q)
+	if opts.Registerer != nil {
+		if err := q.m.register(opts.Registerer); err != nil {
+			return nil, fmt.Errorf("queue: metrics: %w", err)
+		}
+	}
+	return q, nil
+}
+
+// returnLeases puts every leased delivery back into the ready index at the due
+// time it had when it was claimed.
+func (q *Queue) returnLeases() error {
+	for {
+		var ids []string
+		err := q.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pLease)})
+			defer it.Close()
+			for it.Rewind(); it.Valid() && len(ids) < 256; it.Next() {
+				ids = append(ids, string(it.Item().Key()[len(pLease):]))
+			}
+			return nil
+		})
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		err = q.update(func(txn *badger.Txn) error {
+			for _, id := range ids {
+				if err := txn.Delete(keyLease(id)); err != nil {
+					return err
+				}
+				rec, err := getRecord(txn, id)
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				rec.State = webhook.StateReady
+				if err := putRecord(txn, id, rec); err != nil {
+					return err
+				}
+				if err := txn.Set(keyReady(rec.Hook, rec.Due, id), nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		q.opts.Logger.Info("returned leases to ready", "count", len(ids))
+	}
+}
+
+// load counts ready and dead deliveries and finds each hook's earliest due.
+func (q *Queue) load() error {
+	return q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pReady)})
+		for it.Rewind(); it.Valid(); it.Next() {
+			hook, due, _, ok := parseReady(it.Item().Key())
+			if !ok {
+				continue
+			}
+			q.ready.Add(1)
+			q.notifyLocked(hook, due)
+		}
+		it.Close()
+		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pExpiry), PrefetchValues: true, PrefetchSize: 256})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			err := it.Item().Value(func(v []byte) error {
+				if len(v) == 1 && v[0] == expDead {
+					q.dead.Add(1)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Enqueue stores one delivery per active subscribed hook of each event and
+// returns, once they are synced to disk, how many it stored. All deliveries of
+// one call are written in one transaction.
+func (q *Queue) Enqueue(ctx context.Context, events []webhook.Event) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := q.opts.Now()
+	ms := now.UnixMilli()
+	type item struct {
+		id   string
+		rec  record
+		body []byte
+	}
+	var items []item
+	for _, ev := range events {
+		for _, t := range q.hooks.ActiveHooks(ev.UserID, ev.Type) {
+			if !validHookID(t.HookID) {
+				q.opts.Logger.Error("hook id unusable as a key; event not queued", "hook", t.HookID, "type", ev.Type)
+				continue
+			}
+			owner := t.UserID
+			if owner == "" {
+				owner = ev.UserID
+			}
+			rec := record{Hook: t.HookID, User: owner, Event: uuid.NewString(), Type: ev.Type,
+				Created: ms, State: webhook.StateReady, Due: ms}
+			body, err := q.envelope(rec, ev.Body)
+			if err != nil {
+				return 0, fmt.Errorf("enqueue %s: %w", ev.Type, err)
+			}
+			items = append(items, item{id: q.ids.next(now), rec: rec, body: body})
+		}
+	}
+	if len(items) == 0 {
+		return 0, nil
+	}
+	txn := q.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	for _, it := range items {
+		enc, err := json.Marshal(it.rec)
+		if err != nil {
+			return 0, fmt.Errorf("enqueue: %w", err)
+		}
+		entries := [][2][]byte{
+			{keyRecord(it.id), enc},
+			{keyBody(it.id), it.body},
+			{keyHook(it.rec.Hook, it.id), nil},
+			{keyReady(it.rec.Hook, it.rec.Due, it.id), nil},
+		}
+		for _, e := range entries {
+			err := txn.Set(e[0], e[1])
+			if errors.Is(err, badger.ErrTxnTooBig) {
+				// A call this large cannot be atomic; it is still durable
+				// before Enqueue returns.
+				if err = txn.Commit(); err != nil {
+					return 0, fmt.Errorf("enqueue: commit: %w", err)
+				}
+				txn = q.db.NewTransaction(true)
+				err = txn.Set(e[0], e[1])
+			}
+			if err != nil {
+				return 0, fmt.Errorf("enqueue: %w", err)
+			}
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return 0, fmt.Errorf("enqueue: commit: %w", err)
+	}
+	if err := q.sync(); err != nil {
+		return 0, fmt.Errorf("enqueue: sync: %w", err)
+	}
+	q.ready.Add(int64(len(items)))
+	q.m.enqueued.Add(float64(len(items)))
+	q.mu.Lock()
+	for _, it := range items {
+		q.notifyLocked(it.rec.Hook, it.rec.Due)
+	}
+	q.mu.Unlock()
+	q.poke()
+	return len(items), nil
+}
+
+// envelope is Ocean's delivery body, keys in Ocean's order, with HTML
+// characters left unescaped as JSON.stringify leaves them.
+func (q *Queue) envelope(rec record, body json.RawMessage) ([]byte, error) {
+	if len(body) == 0 {
+		body = json.RawMessage("{}")
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(struct {
+		Server    string          `json:"server"`
+		HookID    string          `json:"hookId"`
+		UserID    string          `json:"userId"`
+		EventID   string          `json:"eventId"`
+		CreatedAt int64           `json:"createdAt"`
+		Type      string          `json:"type"`
+		Body      json.RawMessage `json:"body"`
+	}{q.server, rec.Hook, rec.User, rec.Event, rec.Created, rec.Type, body})
+	if err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// sync makes committed writes durable (group commit).
+func (q *Queue) sync() error {
+	if q.syncer == nil {
+		return nil
+	}
+	return q.syncer.wait()
+}
+
+// update runs fn in a read-write transaction, retrying on conflict.
+func (q *Queue) update(fn func(txn *badger.Txn) error) error {
+	for {
+		err := q.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+	}
+}
+
+// notifyLocked records that hook has a ready delivery due at due.
+func (q *Queue) notifyLocked(hook string, due int64) {
+	st := q.sched[hook]
+	if st == nil {
+		st = &hookState{next: noDue, seen: noDue}
+		q.sched[hook] = st
+	}
+	st.next = min(st.next, due)
+	st.seen = min(st.seen, due)
+}
+
+// poke wakes the dispatcher without blocking.
+func (q *Queue) poke() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func getRecord(txn *badger.Txn, id string) (record, error) {
+	var rec record
+	item, err := txn.Get(keyRecord(id))
+	if err != nil {
+		return rec, err
+	}
+	err = item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) })
+	return rec, err
+}
+
+func putRecord(txn *badger.Txn, id string, rec record) error {
+	enc, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return txn.Set(keyRecord(id), enc)
+}
+
+// leaseValue is a lease's expiry (unix ms) followed by the hook id.
+func leaseValue(expiry int64, hook string) []byte {
+	v := binary.BigEndian.AppendUint64(nil, uint64(max(expiry, 0)))
+	return append(v, hook...)
+}
+
+// groupSync shares one db.Sync among every caller that arrives while another
+// is running: a caller's commit is covered by the first sync that starts after
+// it asked.
+type groupSync struct {
+	sync  func() error
+	mu    sync.Mutex
+	cond  *sync.Cond
+	asked uint64 // requests so far
+	done  uint64 // requests covered by the last finished sync
+	busy  bool
+	err   error
+	syncs atomic.Int64
+}
+
+func (g *groupSync) wait() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cond == nil {
+		g.cond = sync.NewCond(&g.mu)
+	}
+	g.asked++
+	mine := g.asked
+	for g.done < mine {
+		if g.busy {
+			g.cond.Wait()
+			continue
+		}
+		g.busy = true
+		covers := g.asked
+		g.mu.Unlock()
+		err := g.sync()
+		g.syncs.Add(1)
+		g.mu.Lock()
+		g.busy, g.done, g.err = false, covers, err
+		g.cond.Broadcast()
+	}
+	return g.err
+}
+
+// expiresAt is now plus d in unix ms.
+func expiresAt(now time.Time, d time.Duration) int64 { return now.Add(d).UnixMilli() }

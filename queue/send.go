@@ -1,0 +1,160 @@
+package queue
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+const (
+	// responseLogCap is how much of a response body the attempt log keeps.
+	responseLogCap = 4 << 10
+	// responseDrainCap is how much more is read to let the connection be
+	// reused; a larger body closes the connection instead.
+	responseDrainCap = 64 << 10
+)
+
+// sender makes the HTTP requests of attempts.
+type sender struct {
+	quick   *retryablehttp.Client // with quick retries, for queued deliveries
+	single  *retryablehttp.Client // one try, for test sends
+	prefix  string
+	host    string
+	timeout time.Duration
+}
+
+// result is what one attempt saw.
+type result struct {
+	Status   int // HTTP status; 1 for a network error or timeout
+	Err      error
+	Header   http.Header
+	Response string // first 4 KiB of the response body
+	Duration time.Duration
+}
+
+func newSender(o *Options, host string) *sender {
+	g := guard{allowed: o.AllowedPrivateNetworks}
+	dialer := &net.Dialer{Timeout: o.AttemptTimeout, KeepAlive: 30 * time.Second, Control: g.control}
+	transport := &http.Transport{
+		Proxy:                 nil, // a proxy would be the only address the guard sees
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   o.PerHookConcurrency,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   o.AttemptTimeout,
+		ResponseHeaderTimeout: o.AttemptTimeout,
+	}
+	hc := &http.Client{
+		Transport:     transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	mk := func(retries int) *retryablehttp.Client {
+		return &retryablehttp.Client{
+			HTTPClient:   hc,
+			RetryWaitMin: o.QuickRetryWait,
+			RetryWaitMax: 4 * o.QuickRetryWait,
+			RetryMax:     retries,
+			CheckRetry:   quickRetryPolicy,
+			Backoff:      retryablehttp.DefaultBackoff,
+			ErrorHandler: retryablehttp.PassthroughErrorHandler,
+		}
+	}
+	return &sender{quick: mk(o.QuickRetries), single: mk(0), prefix: o.HeaderPrefix, host: host, timeout: o.AttemptTimeout}
+}
+
+// quickRetryPolicy retries inside one attempt only what a moment may fix: a
+// connection error that is not the SSRF guard, or a 5xx without Retry-After
+// (a receiver that names its wait gets it from the queue's backoff instead).
+func quickRetryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if ctx.Err() != nil {
+		return false, ctx.Err()
+	}
+	if err != nil {
+		var blocked *BlockedError
+		return !errors.As(err, &blocked), nil
+	}
+	return resp.StatusCode >= 500 && resp.Header.Get("Retry-After") == "", nil
+}
+
+// send makes one attempt: POST body to target with the hook headers and, for
+// a non-empty secret, the Standard Webhooks signature stamped at now.
+func (s *sender) send(ctx context.Context, c *retryablehttp.Client, to, hookID, secret, eventID string, body []byte, now time.Time) result {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	res := s.do(ctx, c, to, hookID, secret, eventID, body, now)
+	res.Duration = time.Since(start)
+	if res.Err != nil {
+		res.Status = 1
+		var blocked *BlockedError
+		switch {
+		case errors.As(res.Err, &blocked):
+			res.Err = blocked
+		case errors.Is(res.Err, context.DeadlineExceeded) && ctx.Err() != nil:
+			res.Err = fmt.Errorf("timeout after %s", s.timeout)
+		}
+	}
+	return res
+}
+
+func (s *sender) do(ctx context.Context, c *retryablehttp.Client, to, hookID, secret, eventID string, body []byte, now time.Time) result {
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, to, body)
+	if err != nil {
+		return result{Err: fmt.Errorf("bad URL: %w", unwrapURLError(err))}
+	}
+	h := req.Header
+	h.Set("User-Agent", s.prefix+"-Hooks")
+	h.Set("X-"+s.prefix+"-Host", s.host)
+	h.Set("X-"+s.prefix+"-Hook-Id", hookID)
+	h["X-"+s.prefix+"-Hook-Secret"] = []string{secret} // verbatim, even empty
+	h.Set("Content-Type", "application/json")
+	h.Set("Accept", "*/*")
+	if secret != "" {
+		ts := strconv.FormatInt(now.Unix(), 10)
+		h.Set("Webhook-Id", eventID)
+		h.Set("Webhook-Timestamp", ts)
+		h.Set("Webhook-Signature", sign(secret, eventID, ts, body))
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return result{Err: unwrapURLError(err)}
+	}
+	defer resp.Body.Close()
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, responseLogCap))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, responseDrainCap))
+	return result{Status: resp.StatusCode, Header: resp.Header, Response: string(head)}
+}
+
+// sign is the Standard Webhooks v1 signature: base64 of HMAC-SHA256 keyed by
+// the secret's bytes over "id.timestamp.body".
+func sign(secret, id, ts string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(id))
+	m.Write([]byte{'.'})
+	m.Write([]byte(ts))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// unwrapURLError drops *url.Error's "Post <url>:" wrapper: a hook URL may
+// carry a credential and must not reach logs.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	for errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err
+}
