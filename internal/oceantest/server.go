@@ -1,0 +1,419 @@
+package oceantest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oceanhooks/oceanhooks/ocean"
+)
+
+// User ids of the capture.
+const (
+	AdminID = "au1lb50u9jzs0003"
+	AliceID = "au1lb55h9jzs0004"
+	BobID   = "au1lb5al9jzs0005"
+	CarolID = "au1lcbjm9jzs000z"
+)
+
+// Fixed test tokens, 16 characters like Ocean's native tokens.
+const (
+	TokenAdmin = "token-admin-0001"
+	TokenAlice = "token-alice-0001"
+	TokenBob   = "token-bob-000001"
+	TokenCarol = "token-carol-0001"
+)
+
+// Server is a running fake Ocean. Its API is POST /api/<endpoint> with a JSON
+// body, authenticated like Ocean: `Authorization: Bearer <token>` first, else
+// the body field `i`.
+type Server struct {
+	// URL is the base URL of the server, e.g. http://127.0.0.1:54321.
+	URL string
+
+	srv   *httptest.Server
+	now   func() time.Time
+	gzip  bool
+	calls []Call
+
+	mu        sync.Mutex
+	counts    map[string]int
+	overrides map[string]http.HandlerFunc
+	st        *state
+}
+
+// Option configures New.
+type Option func(*config)
+
+type config struct {
+	gzip   bool
+	now    func() time.Time
+	locked []string
+}
+
+// WithGzip makes the server gzip every non-empty body it writes itself when
+// the request's Accept-Encoding allows gzip (bodies of Handle overrides are
+// left alone).
+func WithGzip() Option { return func(c *config) { c.gzip = true } }
+
+// WithNow sets the clock used for created notes' ids and createdAt.
+func WithNow(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// WithLocked starts the given users with locked accounts (see SetLocked).
+func WithLocked(userIDs ...string) Option {
+	return func(c *config) { c.locked = append(c.locked, userIDs...) }
+}
+
+// New starts a fake Ocean with the capture's users admin, alice, bob and carol
+// (tokens TokenAdmin…TokenCarol), no follows, blocks or notes. It is closed by
+// t.Cleanup. A fixture that cannot be loaded fails t.
+func New(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	cfg := config{now: time.Now}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	calls, err := LoadCalls()
+	if err != nil {
+		t.Fatalf("oceantest: %v", err)
+	}
+	st, err := newState(calls)
+	if err != nil {
+		t.Fatalf("oceantest: %v", err)
+	}
+	for _, id := range cfg.locked {
+		u := st.users[id]
+		if u == nil {
+			t.Fatalf("oceantest: WithLocked: unknown user %q", id)
+		}
+		u.locked = true
+	}
+	s := &Server{now: cfg.now, gzip: cfg.gzip, calls: calls, st: st,
+		counts: map[string]int{}, overrides: map[string]http.HandlerFunc{}}
+	s.srv = httptest.NewServer(s)
+	s.URL = s.srv.URL
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// Close shuts the server down; New already arranges it via t.Cleanup.
+func (s *Server) Close() { s.srv.Close() }
+
+// Calls returns how many requests reached endpoint ("notes/create") since the
+// start or the last ResetCounts, overridden and failed ones included.
+func (s *Server) Calls(endpoint string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[endpoint]
+}
+
+// ResetCounts sets every Calls counter back to zero.
+func (s *Server) ResetCounts() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.counts)
+}
+
+// Handle answers endpoint ("users/show") with h instead of the fake's own
+// logic, to simulate errors, broken bodies or slowness; nil restores it.
+func (s *Server) Handle(endpoint string, h http.HandlerFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h == nil {
+		delete(s.overrides, endpoint)
+		return
+	}
+	s.overrides[endpoint] = h
+}
+
+// SetLocked locks or unlocks the account of userID: following/create on a
+// locked account records a pending follow request instead of a follow.
+func (s *Server) SetLocked(userID string, locked bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u := s.st.users[userID]; u != nil {
+		u.locked = locked
+	}
+}
+
+// UserID returns the user id of a test token, "" for an unknown one.
+func UserID(token string) string {
+	for _, u := range userDefs {
+		if u.token == token {
+			return u.id
+		}
+	}
+	return ""
+}
+
+// request is one API call as the endpoint handlers see it.
+type request struct {
+	endpoint string
+	params   map[string]any
+	caller   *user // nil: no credential given
+}
+
+// reply is what a handler answers: status and body (nil body: empty).
+type reply struct {
+	status int
+	body   []byte
+	err    *ocean.Error
+}
+
+func ok(v any) reply   { return reply{status: http.StatusOK, body: encode(v)} }
+func noContent() reply { return reply{status: http.StatusNoContent} }
+func fail(e *ocean.Error) reply {
+	return reply{status: e.HTTPStatus(), err: e}
+}
+
+type authMode int
+
+const (
+	authOptional authMode = iota
+	authRequired
+)
+
+type endpointDef struct {
+	auth authMode
+	fn   func(s *Server, r *request) reply
+}
+
+// endpoints are answered from the fake's state; any other endpoint that the
+// capture holds is replayed.
+var endpoints = map[string]endpointDef{
+	"i":                         {authRequired, (*Server).apiI},
+	"users/show":                {authOptional, (*Server).apiUsersShow},
+	"users/relation":            {authRequired, (*Server).apiUsersRelation},
+	"following/create":          {authRequired, (*Server).apiFollowingCreate},
+	"following/delete":          {authRequired, (*Server).apiFollowingDelete},
+	"following/invalidate":      {authRequired, (*Server).apiFollowingInvalidate},
+	"following/requests/accept": {authRequired, (*Server).apiRequestsAccept},
+	"following/requests/reject": {authRequired, (*Server).apiRequestsReject},
+	"following/requests/cancel": {authRequired, (*Server).apiRequestsCancel},
+	"blocking/create":           {authRequired, (*Server).apiBlockingCreate},
+	"notes/create":              {authRequired, (*Server).apiNotesCreate},
+	"notes/show":                {authOptional, (*Server).apiNotesShow},
+	"notes/reactions/create":    {authRequired, (*Server).apiReactionsCreate},
+}
+
+const maxBody = 1 << 20
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	endpoint, isAPI := strings.CutPrefix(r.URL.Path, "/api/")
+	s.mu.Lock()
+	s.counts[endpoint]++
+	h := s.overrides[endpoint]
+	s.mu.Unlock()
+	if h != nil {
+		h(w, r)
+		return
+	}
+	def, known := endpoints[endpoint]
+	recorded := s.recorded(endpoint)
+	if !isAPI || (!known && len(recorded) == 0) {
+		s.write(w, r, fail(ocean.ErrUnknownEndpoint))
+		return
+	}
+	if r.Method != http.MethodPost {
+		s.write(w, r, fail(ocean.ErrMethodNotAllowed))
+		return
+	}
+	params, err := readParams(r)
+	if err != nil {
+		s.write(w, r, fail(ocean.ErrInvalidParam.With(map[string]any{"reason": err.Error()})))
+		return
+	}
+	if !known {
+		def = endpointDef{auth: authOptional, fn: (*Server).replay}
+		for _, c := range recorded {
+			if _, has := c.Request["i"]; has {
+				def.auth = authRequired
+			}
+		}
+	}
+	req := &request{endpoint: endpoint, params: params}
+	token := bearer(r)
+	if token == "" {
+		token, _ = params["i"].(string)
+	}
+	delete(params, "i")
+	switch {
+	case token != "":
+		s.mu.Lock()
+		req.caller = s.st.byToken[token]
+		s.mu.Unlock()
+		if req.caller == nil {
+			s.write(w, r, fail(ocean.ErrAuthenticationFailed))
+			return
+		}
+	case def.auth == authRequired:
+		s.write(w, r, fail(ocean.ErrCredentialRequired))
+		return
+	}
+	s.write(w, r, def.fn(s, req))
+}
+
+func bearer(r *http.Request) string {
+	v := r.Header.Get("Authorization")
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		return strings.TrimSpace(v[7:])
+	}
+	return ""
+}
+
+func readParams(r *http.Request) (map[string]any, error) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if len(raw) > maxBody {
+		return nil, fmt.Errorf("body larger than %d bytes", maxBody)
+	}
+	params := map[string]any{}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return params, nil
+	}
+	if err := json.Unmarshal(raw, &params); err != nil {
+		return nil, fmt.Errorf("body is not a JSON object: %w", err)
+	}
+	if params == nil {
+		params = map[string]any{}
+	}
+	return params, nil
+}
+
+// write sends rep with Ocean's headers, gzipped when enabled and accepted.
+func (s *Server) write(w http.ResponseWriter, r *http.Request, rep reply) {
+	h := w.Header()
+	body := rep.body
+	if rep.err != nil {
+		for k, vs := range rep.err.Header {
+			h[k] = vs
+		}
+		body = encode(struct {
+			Error *ocean.Error `json:"error"`
+		}{rep.err})
+	}
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "private, max-age=0, must-revalidate")
+	if rep.status == http.StatusNoContent {
+		w.WriteHeader(rep.status)
+		return
+	}
+	if s.gzip && len(body) > 0 {
+		h.Add("Vary", "Accept-Encoding")
+		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			var zb bytes.Buffer
+			zw := gzip.NewWriter(&zb)
+			_, _ = zw.Write(body)
+			_ = zw.Close()
+			body = zb.Bytes()
+			h.Set("Content-Encoding", "gzip")
+		}
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(rep.status)
+	_, _ = w.Write(body)
+}
+
+func acceptsGzip(ae string) bool {
+	for part := range strings.SplitSeq(ae, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if !strings.EqualFold(strings.TrimSpace(name), "gzip") && strings.TrimSpace(name) != "*" {
+			continue
+		}
+		q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+		if q == "q=0" || q == "q=0.0" || q == "q=0.00" || q == "q=0.000" {
+			return false
+		}
+		return true
+	}
+	return false
+}
+
+func (s *Server) recorded(endpoint string) []Call {
+	var out []Call
+	for _, c := range s.calls {
+		if c.Endpoint == endpoint {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// replay answers with the first recorded call whose request (minus `i`)
+// equals this one, preferring a call the capture made as the same user.
+func (s *Server) replay(r *request) reply {
+	c, found := s.match(r)
+	if !found {
+		return fail(ocean.ErrInternal.With(map[string]any{
+			"message": "oceantest: no recorded " + r.endpoint + " call has this request"}))
+	}
+	return replayOf(c)
+}
+
+func replayOf(c Call) reply {
+	return reply{status: c.Status, body: c.Response}
+}
+
+func (s *Server) match(r *request) (Call, bool) {
+	var first *Call
+	for i := range s.calls {
+		c := &s.calls[i]
+		if c.Endpoint != r.endpoint || !sameParams(c.Request, r.params) {
+			continue
+		}
+		if r.caller != nil && recordedCaller(c.Label) == r.caller.id {
+			return *c, true
+		}
+		if first == nil {
+			first = c
+		}
+	}
+	if first == nil {
+		return Call{}, false
+	}
+	return *first, true
+}
+
+func sameParams(recorded, got map[string]any) bool {
+	a := make(map[string]any, len(recorded))
+	for k, v := range recorded {
+		if k != "i" {
+			a[k] = v
+		}
+	}
+	return reflect.DeepEqual(a, got)
+}
+
+var labelWord = regexp.MustCompile(`[A-Za-z]+`)
+
+// recordedCaller names the user who made a recorded call, from the capture's
+// label: its first word that names a user ("A", "alice", "B", "bob", "admin").
+func recordedCaller(label string) string {
+	for _, w := range labelWord.FindAllString(label, -1) {
+		switch w {
+		case "A", "alice":
+			return AliceID
+		case "B", "bob":
+			return BobID
+		case "admin":
+			return AdminID
+		case "carol":
+			return CarolID
+		}
+	}
+	return ""
+}
