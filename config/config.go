@@ -33,7 +33,6 @@ const (
 	DefaultBackoffCap          = 8 * time.Hour
 	DefaultAttemptTimeout      = 10 * time.Second
 	DefaultQuickRetries        = 2
-	DefaultLeaseDuration       = 2 * time.Minute
 	DefaultDeadLetterTTL       = 7 * 24 * time.Hour
 	DefaultGCInterval          = 5 * time.Minute
 )
@@ -137,14 +136,13 @@ type Delivery struct {
 	// BackoffCap is the longest delay between attempts, Retry-After included.
 	// Default 8h.
 	BackoffCap Duration `yaml:"backoffCap"`
-	// AttemptTimeout bounds one HTTP request to a receiver. Default 10s.
+	// AttemptTimeout bounds one attempt to a receiver, its quick retries
+	// included. Default 10s.
 	AttemptTimeout Duration `yaml:"attemptTimeout"`
-	// QuickRetries is how many immediate retries one attempt makes on a
-	// connection error before it counts as failed. Default 2.
+	// QuickRetries is how many immediate retries (after 250 ms, then longer)
+	// one attempt makes on a connection error or a 5xx before it counts as
+	// failed; the long backoff lives in the queue. Default 2.
 	QuickRetries int `yaml:"quickRetries"`
-	// LeaseDuration is how long a worker holds a claimed delivery; it must
-	// outlast an attempt with its quick retries. Default 2m.
-	LeaseDuration Duration `yaml:"leaseDuration"`
 	// DeadLetterTTL is how long dead letters (and the attempt log of delivered
 	// deliveries) are kept for inspection and redelivery. Default 168h (7 days).
 	DeadLetterTTL Duration `yaml:"deadLetterTTL"`
@@ -192,7 +190,6 @@ func Default() Config {
 			BackoffCap:             Duration(DefaultBackoffCap),
 			AttemptTimeout:         Duration(DefaultAttemptTimeout),
 			QuickRetries:           DefaultQuickRetries,
-			LeaseDuration:          Duration(DefaultLeaseDuration),
 			DeadLetterTTL:          Duration(DefaultDeadLetterTTL),
 			AllowedPrivateNetworks: []string{},
 		},

@@ -318,9 +318,8 @@ func TestValidate(t *testing.T) {
 		{"no workers", func(c *Config) { c.Delivery.Workers = 0 }, "delivery.workers", "at least 1"},
 		{"no per-hook slots", func(c *Config) { c.Delivery.PerHookConcurrency = 0 }, "delivery.perHookConcurrency", "at least 1"},
 		{"negative quick retries", func(c *Config) { c.Delivery.QuickRetries = -1 }, "delivery.quickRetries", "at least 0"},
-		{"too many quick retries", func(c *Config) { c.Delivery.QuickRetries = 11; c.Delivery.LeaseDuration = Duration(time.Hour) }, "delivery.quickRetries", "at most 10"},
+		{"too many quick retries", func(c *Config) { c.Delivery.QuickRetries = 11 }, "delivery.quickRetries", "at most 10"},
 		{"no idle conns", func(c *Config) { c.Proxy.MaxIdleConnsPerHost = 0 }, "proxy.maxIdleConnsPerHost", "at least 1"},
-		{"lease shorter than an attempt", func(c *Config) { c.Delivery.LeaseDuration = Duration(30 * time.Second) }, "delivery.leaseDuration", "= 30s, got 30s"},
 		{"trusted proxy not a CIDR", func(c *Config) { c.Proxy.TrustedProxies = []string{"nginx"} }, "proxy.trustedProxies", `"nginx"`},
 	}
 	for _, tt := range tests {

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // validate returns every problem with c, keyed by dotted key.
@@ -71,7 +70,6 @@ func (c Config) validate() []Problem {
 		{"delivery.backoffBase", c.Delivery.BackoffBase},
 		{"delivery.backoffCap", c.Delivery.BackoffCap},
 		{"delivery.attemptTimeout", c.Delivery.AttemptTimeout},
-		{"delivery.leaseDuration", c.Delivery.LeaseDuration},
 		{"delivery.deadLetterTTL", c.Delivery.DeadLetterTTL},
 		{"store.gcInterval", c.Store.GCInterval},
 	}
@@ -101,14 +99,6 @@ func (c Config) validate() []Problem {
 	}
 	if c.Delivery.QuickRetries > 10 {
 		bad("delivery.quickRetries", "must be at most 10 (the long backoff lives in the queue), got %d", c.Delivery.QuickRetries)
-	}
-	// A lease shorter than an attempt with its quick retries would let a
-	// second worker claim a delivery that is still being attempted.
-	if c.Delivery.AttemptTimeout > 0 && c.Delivery.QuickRetries >= 0 && c.Delivery.LeaseDuration > 0 {
-		need := time.Duration(c.Delivery.QuickRetries+1) * c.Delivery.AttemptTimeout.D()
-		if c.Delivery.LeaseDuration.D() <= need {
-			bad("delivery.leaseDuration", "must be longer than delivery.attemptTimeout × (delivery.quickRetries+1) = %s, got %s", need, c.Delivery.LeaseDuration)
-		}
 	}
 	return ps
 }
