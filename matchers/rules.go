@@ -1,0 +1,170 @@
+package matchers
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/oceanhooks/oceanhooks/proxy"
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// rule is one row of the table: an endpoint and how its events are derived.
+type rule struct {
+	// endpoint without the /api/ prefix.
+	endpoint string
+	// causes lists every event type the endpoint can cause; the tap's gate
+	// is AnySubscribed(causes...).
+	causes []string
+	// before, if set, runs before the call is forwarded and may leave state
+	// in obs.State for derive.
+	before func(c *call)
+	// derive appends the events of a 2xx call to c.events. Its error means
+	// Ocean's answer was unusable (no event at all); a failed extra read only
+	// skips the events that needed it, via c.skip.
+	derive func(c *call) error
+}
+
+// table maps each tapped endpoint to its rule. A new endpoint is a new row.
+var table = []rule{
+	{
+		endpoint: "notes/create",
+		causes:   []string{webhook.Note, webhook.Reply, webhook.Renote, webhook.Mention},
+		derive:   deriveNotesCreate,
+	},
+	{
+		endpoint: "following/create",
+		causes:   []string{webhook.Follow, webhook.Followed},
+		derive:   deriveFollowingCreate,
+	},
+	{
+		endpoint: "following/delete",
+		causes:   []string{webhook.Unfollow},
+		derive:   deriveFollowingDelete,
+	},
+	{
+		endpoint: "following/invalidate",
+		causes:   []string{webhook.Unfollow},
+		derive:   deriveFollowingInvalidate,
+	},
+	{
+		endpoint: "following/requests/accept",
+		causes:   []string{webhook.Follow, webhook.Followed},
+		derive:   deriveRequestAccept,
+	},
+	{
+		endpoint: "following/requests/reject",
+		causes:   []string{webhook.Unfollow},
+		derive:   deriveRequestReject,
+	},
+	{
+		endpoint: "blocking/create",
+		causes:   []string{webhook.Unfollow},
+		before:   beforeBlockingCreate,
+		derive:   deriveBlockingCreate,
+	},
+	{
+		endpoint: "notes/reactions/create",
+		causes:   []string{webhook.Reaction},
+		derive:   deriveReactionCreate,
+	},
+}
+
+// call is the derivation of one tapped API call.
+type call struct {
+	ctx    context.Context // carries the deadline of the extra reads
+	e      *Engine
+	r      *rule
+	obs    *proxy.Observation
+	events []webhook.Event
+
+	meDone bool
+	meID   string
+	meErr  error
+}
+
+// wants reports whether userID has an active hook for typ; "" never does.
+func (c *call) wants(userID, typ string) bool {
+	return userID != "" && c.e.subs.Subscribed(userID, typ)
+}
+
+func (c *call) emit(typ, userID string, body []byte) {
+	c.events = append(c.events, webhook.Event{Type: typ, UserID: userID, Body: body})
+}
+
+// skip counts n events lost because a read they needed failed.
+func (c *call) skip(n int, what string, err error) {
+	reason := readFailureReason(err)
+	c.e.m.skipped.WithLabelValues(c.r.endpoint, reason).Add(float64(n))
+	c.e.log.WarnContext(c.ctx, "event skipped: extra Ocean read failed",
+		"endpoint", c.r.endpoint, "read", what, "events", n, "reason", reason, "err", err)
+}
+
+// callerID is the caller's user id, from the client's cached token lookup.
+func (c *call) callerID() (string, error) {
+	if !c.meDone {
+		c.meDone = true
+		me, err := c.e.oc.Me(c.ctx, c.obs.Token)
+		switch {
+		case err != nil:
+			c.meErr = fmt.Errorf("me: %w", err)
+		case me.ID == "":
+			c.meErr = fmt.Errorf("me: empty user id: %w", errMalformed)
+		default:
+			c.meID = me.ID
+		}
+	}
+	return c.meID, c.meErr
+}
+
+// read posts params to an Ocean endpoint with the caller's token and returns
+// the answer, which must be a JSON object (or, with arrayOK, an array).
+func (c *call) read(endpoint string, params any) (gjson.Result, error) {
+	body, err := c.e.oc.Call(c.ctx, endpoint, c.obs.Token, params)
+	if err != nil {
+		return gjson.Result{}, fmt.Errorf("%s: %w", endpoint, err)
+	}
+	if !gjson.ValidBytes(body) {
+		return gjson.Result{}, fmt.Errorf("%s: invalid JSON: %w", endpoint, errMalformed)
+	}
+	res := gjson.ParseBytes(body)
+	if !res.IsObject() && !res.IsArray() {
+		return gjson.Result{}, fmt.Errorf("%s: not an object: %w", endpoint, errMalformed)
+	}
+	return res, nil
+}
+
+// readObject is read for answers that must be one object.
+func (c *call) readObject(endpoint string, params any) (gjson.Result, error) {
+	res, err := c.read(endpoint, params)
+	if err == nil && !res.IsObject() {
+		err = fmt.Errorf("%s: not an object: %w", endpoint, errMalformed)
+	}
+	return res, err
+}
+
+// requestString returns a string field of the request body, "" when the body
+// is not a JSON object or the field is not a string.
+func (c *call) requestString(field string) string {
+	if !gjson.ValidBytes(c.obs.Request) {
+		return ""
+	}
+	v := gjson.GetBytes(c.obs.Request, field)
+	if v.Type != gjson.String {
+		return ""
+	}
+	return v.Str
+}
+
+// response returns Ocean's answer as a JSON object, or errMalformed.
+func (c *call) response() (gjson.Result, error) {
+	if !gjson.ValidBytes(c.obs.Response) {
+		return gjson.Result{}, fmt.Errorf("response is not JSON: %w", errMalformed)
+	}
+	res := gjson.ParseBytes(c.obs.Response)
+	if !res.IsObject() {
+		return gjson.Result{}, fmt.Errorf("response is not an object: %w", errMalformed)
+	}
+	return res, nil
+}
