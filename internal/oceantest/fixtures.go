@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -111,9 +113,100 @@ type deliveryLine struct {
 }
 
 // LoadCalls reads api-responses.jsonl from FixturesDir, in recorded order.
+// The result is the caller's own copy.
 func LoadCalls() ([]Call, error) {
+	c, err := loadCapture()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Call, len(c.calls))
+	for i, call := range c.calls {
+		call.Request = cloneJSON(call.Request).(map[string]any)
+		call.Response = slices.Clone(call.Response)
+		out[i] = call
+	}
+	return out, nil
+}
+
+// LoadDeliveries reads deliveries.jsonl from FixturesDir, in arrival order.
+// The result is the caller's own copy.
+func LoadDeliveries() ([]Delivery, error) {
+	c, err := loadCapture()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Delivery, len(c.deliveries))
+	for i, d := range c.deliveries {
+		d.Headers = slices.Clone(d.Headers)
+		d.Body = slices.Clone(d.Body)
+		out[i] = d
+	}
+	return out, nil
+}
+
+// capture is the parsed fixture directory, shared read-only by every Server.
+type capture struct {
+	calls      []Call
+	deliveries []Delivery
+	users      map[string]*userTemplate
+}
+
+var (
+	captureMu    sync.Mutex
+	captureCache = map[string]*capture{}
+)
+
+// loadCapture parses the fixtures once per directory (per test binary).
+func loadCapture() (*capture, error) {
+	dir := FixturesDir()
+	if dir == "" {
+		return nil, errors.New("oceantest: fixtures not found (no go.mod with " + fixturesRel + " above the working directory)")
+	}
+	captureMu.Lock()
+	defer captureMu.Unlock()
+	if c := captureCache[dir]; c != nil {
+		return c, nil
+	}
+	calls, err := parseCalls(dir)
+	if err != nil {
+		return nil, err
+	}
+	deliveries, err := parseDeliveries(dir)
+	if err != nil {
+		return nil, err
+	}
+	users, err := userTemplates(calls)
+	if err != nil {
+		return nil, fmt.Errorf("oceantest: %w", err)
+	}
+	c := &capture{calls: calls, deliveries: deliveries, users: users}
+	captureCache[dir] = c
+	return c, nil
+}
+
+// cloneJSON deep-copies a value decoded by encoding/json.
+func cloneJSON(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = cloneJSON(e)
+		}
+		return m
+	case []any:
+		s := make([]any, len(x))
+		for i, e := range x {
+			s[i] = cloneJSON(e)
+		}
+		return s
+	default:
+		return v
+	}
+}
+
+func parseCalls(dir string) ([]Call, error) {
 	var out []Call
-	err := readLines("api-responses.jsonl", func(line []byte) error {
+	err := readLines(dir, "api-responses.jsonl", func(line []byte) error {
 		var l callLine
 		if err := json.Unmarshal(line, &l); err != nil {
 			return err
@@ -138,10 +231,9 @@ func LoadCalls() ([]Call, error) {
 	return out, err
 }
 
-// LoadDeliveries reads deliveries.jsonl from FixturesDir, in arrival order.
-func LoadDeliveries() ([]Delivery, error) {
+func parseDeliveries(dir string) ([]Delivery, error) {
 	var out []Delivery
-	err := readLines("deliveries.jsonl", func(line []byte) error {
+	err := readLines(dir, "deliveries.jsonl", func(line []byte) error {
 		var l deliveryLine
 		if err := json.Unmarshal(line, &l); err != nil {
 			return err
@@ -161,11 +253,7 @@ func LoadDeliveries() ([]Delivery, error) {
 	return out, err
 }
 
-func readLines(name string, each func([]byte) error) error {
-	dir := FixturesDir()
-	if dir == "" {
-		return errors.New("oceantest: fixtures not found (no go.mod with " + fixturesRel + " above the working directory)")
-	}
+func readLines(dir, name string, each func([]byte) error) error {
 	f, err := os.Open(filepath.Join(dir, name))
 	if err != nil {
 		return fmt.Errorf("open fixtures: %w", err)

@@ -191,7 +191,9 @@ func TestAuthentication(t *testing.T) {
 			if tt.code == "" {
 				return
 			}
-			var e struct{ Error struct{ Code, ID, Kind string } }
+			var e struct {
+				Error struct{ Code, ID, Kind string }
+			}
 			require.NoError(t, json.Unmarshal(body, &e))
 			assert.Equal(t, tt.code, e.Error.Code)
 			assert.Equal(t, "client", e.Error.Kind)
@@ -791,4 +793,18 @@ func TestGzip(t *testing.T) {
 		assert.Empty(t, resp.Header.Get("Content-Encoding"), ae)
 		assert.Equal(t, string(want), string(body), ae)
 	}
+}
+
+func TestLoadCallsGivesACopy(t *testing.T) {
+	calls := loadCalls(t)
+	for i := range calls {
+		calls[i].Request["text"] = "changed"
+		if len(calls[i].Response) > 0 {
+			calls[i].Response[0] = 'X'
+		}
+	}
+	assert.Equal(t, "Hello from alice (plain note)", callByLabel(t, "A posts a note").Request["text"])
+	s := New(t)
+	got := mustPost(t, s, "notes/create", TokenAlice, map[string]any{"text": "Hello from alice (plain note)"}, 200)
+	assert.Equal(t, string(callByLabel(t, "A posts a note").Response), string(got))
 }

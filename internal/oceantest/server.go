@@ -45,7 +45,7 @@ type Server struct {
 	srv   *httptest.Server
 	now   func() time.Time
 	gzip  bool
-	calls []Call
+	calls []Call // shared with every Server: read only
 
 	mu        sync.Mutex
 	counts    map[string]int
@@ -84,14 +84,11 @@ func New(t testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	calls, err := LoadCalls()
+	c, err := loadCapture()
 	if err != nil {
 		t.Fatalf("oceantest: %v", err)
 	}
-	st, err := newState(calls)
-	if err != nil {
-		t.Fatalf("oceantest: %v", err)
-	}
+	st := newState(c.users)
 	for _, id := range cfg.locked {
 		u := st.users[id]
 		if u == nil {
@@ -99,7 +96,7 @@ func New(t testing.TB, opts ...Option) *Server {
 		}
 		u.locked = true
 	}
-	s := &Server{now: cfg.now, gzip: cfg.gzip, calls: calls, st: st,
+	s := &Server{now: cfg.now, gzip: cfg.gzip, calls: c.calls, st: st,
 		counts: map[string]int{}, overrides: map[string]http.HandlerFunc{}}
 	s.srv = httptest.NewServer(s)
 	s.URL = s.srv.URL

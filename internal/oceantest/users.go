@@ -31,14 +31,20 @@ var (
 		"followingVisibility", "chatScope", "canChat", "roles", "memo"}
 )
 
-type user struct {
+// userTemplate is what the capture says of a user; shared, never modified.
+type userTemplate struct {
 	id, username, token string
 	detailed            *object // UserLite + detailed keys, as captured at creation
 	followedMessage     json.RawMessage
 	me                  *object // the captured /api/i answer (MeDetailed)
-	locked              bool
-	notesCount          int
-	updatedAt           *time.Time
+}
+
+// user is a user of one Server: the template and the state's changes.
+type user struct {
+	*userTemplate
+	locked     bool
+	notesCount int
+	updatedAt  *time.Time
 }
 
 type edge struct{ from, to string }
@@ -56,13 +62,24 @@ type state struct {
 	seq      int
 }
 
-// newState builds the users from the capture: their detailed objects from
-// admin/accounts/create and signup, their /api/i answers from "i as …"
-// (carol, who has none, gets her signup answer without its token).
-func newState(calls []Call) (*state, error) {
+// newState starts with the capture's users and nothing else.
+func newState(templates map[string]*userTemplate) *state {
 	st := &state{users: map[string]*user{}, byToken: map[string]*user{},
 		follows: map[edge]followInfo{}, requests: map[edge]followInfo{},
 		blocks: map[edge]bool{}, notes: map[string]*note{}}
+	for _, t := range templates {
+		u := &user{userTemplate: t}
+		st.users[u.id] = u
+		st.byToken[u.token] = u
+	}
+	return st
+}
+
+// userTemplates builds the users from the capture: their detailed objects
+// from admin/accounts/create and signup, their /api/i answers from "i as …"
+// (carol, who has none, gets her signup answer without its token).
+func userTemplates(calls []Call) (map[string]*userTemplate, error) {
+	out := map[string]*userTemplate{}
 	created := map[string]*object{}
 	mes := map[string]*object{}
 	for _, c := range calls {
@@ -98,16 +115,15 @@ func newState(calls []Call) (*state, error) {
 		if c == nil || me == nil {
 			return nil, fmt.Errorf("capture lacks user %s (%s)", d.username, d.id)
 		}
-		u := &user{id: d.id, username: d.username, token: d.token,
+		u := &userTemplate{id: d.id, username: d.username, token: d.token,
 			detailed:        c.pick(append(slices.Clone(userLiteKeys), userDetailedKeys...)),
 			followedMessage: c.vals["followedMessage"], me: me}
 		if u.followedMessage == nil {
 			u.followedMessage = json.RawMessage("null")
 		}
-		st.users[u.id] = u
-		st.byToken[u.token] = u
+		out[u.id] = u
 	}
-	return st, nil
+	return out, nil
 }
 
 func (st *state) userByName(name string) *user {
