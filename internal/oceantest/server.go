@@ -296,12 +296,15 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, rep reply) {
 	h := w.Header()
 	body := rep.body
 	if rep.err != nil {
-		for k, vs := range rep.err.Header {
-			h[k] = vs
+		// Ocean's error headers and body exactly as the ocean package writes them.
+		rec := httptest.NewRecorder()
+		ocean.Write(rec, rep.err)
+		for k, vs := range rec.Header() {
+			if k != "Content-Length" {
+				h[k] = vs
+			}
 		}
-		body = encode(struct {
-			Error *ocean.Error `json:"error"`
-		}{rep.err})
+		rep.status, body = rec.Code, rec.Body.Bytes()
 	}
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Cache-Control", "private, max-age=0, must-revalidate")
