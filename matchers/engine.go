@@ -111,9 +111,8 @@ func (e *Engine) Taps() []proxy.Tap {
 }
 
 func (e *Engine) before(ctx context.Context, r *rule, obs *proxy.Observation) {
-	ctx, cancel := context.WithTimeout(ctx, e.readTimeout)
-	defer cancel()
 	c := &call{ctx: ctx, e: e, r: r, obs: obs}
+	defer c.close()
 	r.before(c)
 }
 
@@ -129,9 +128,8 @@ func (e *Engine) Observe(ctx context.Context, obs *proxy.Observation) error {
 	if !e.subs.AnySubscribed(r.causes...) {
 		return nil
 	}
-	readCtx, cancel := context.WithTimeout(ctx, e.readTimeout)
-	defer cancel()
-	c := &call{ctx: readCtx, e: e, r: r, obs: obs}
+	c := &call{ctx: ctx, e: e, r: r, obs: obs}
+	defer c.close()
 	if err := r.derive(c); err != nil {
 		e.m.failures.WithLabelValues(r.endpoint, failureReason(err)).Inc()
 		return fmt.Errorf("derive %s: %w", r.endpoint, err)
@@ -139,7 +137,7 @@ func (e *Engine) Observe(ctx context.Context, obs *proxy.Observation) error {
 	if len(c.events) == 0 {
 		return nil
 	}
-	// The durable write gets the caller's context, not the read deadline.
+	// The durable write is not bound by the read deadline.
 	n, err := e.sink.Enqueue(ctx, c.events)
 	if err != nil {
 		e.m.failures.WithLabelValues(r.endpoint, "enqueue").Inc()

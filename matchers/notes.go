@@ -29,28 +29,48 @@ func deriveNotesCreate(c *call) error {
 	case !note.IsObject():
 		return fmt.Errorf("createdNote missing or not an object: %w", errMalformed)
 	}
-	author := stringField(note, "userId")
+	// One pass over the note for every member the rule looks at.
+	var author, replyUserID string
+	var reply, renote, mentions gjson.Result
+	note.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "userId":
+			if v.Type == gjson.String {
+				author = v.Str
+			}
+		case "replyUserId":
+			if v.Type == gjson.String {
+				replyUserID = v.Str
+			}
+		case "reply":
+			reply = v
+		case "renote":
+			renote = v
+		case "mentions":
+			mentions = v
+		}
+		return true
+	})
 	if author == "" {
 		return fmt.Errorf("createdNote.userId missing: %w", errMalformed)
 	}
 
 	wantNote := c.wants(author, webhook.Note)
 
-	var replyTo string
-	if reply := note.Get("reply"); reply.IsObject() {
+	replyTo := replyUserID
+	if reply.IsObject() {
+		replyTo = ""
 		if isLocal(reply.Get("user")) {
 			replyTo = stringField(reply, "userId")
 		}
-	} else {
-		// No packed reply (it could not be packed for the caller): Ocean's
-		// replyUserId still names the author. Only local users own hooks,
-		// so the subscription check below stands in for the host check.
-		replyTo = stringField(note, "replyUserId")
 	}
+	// Without a packed reply (it could not be packed for the caller) Ocean's
+	// replyUserId still names the author. Only local users own hooks, so the
+	// subscription check stands in for the host check.
 	wantReply := c.wants(replyTo, webhook.Reply)
 
 	var renoteOf string
-	if renote := note.Get("renote"); renote.IsObject() && isLocal(renote.Get("user")) {
+	if renote.IsObject() && isLocal(renote.Get("user")) {
 		renoteOf = stringField(renote, "userId")
 	}
 	wantRenote := renoteOf != author && c.wants(renoteOf, webhook.Renote)
@@ -61,8 +81,8 @@ func deriveNotesCreate(c *call) error {
 	// hook listing `mention` is local by construction, and a remote id never
 	// passes the check.
 	var mentioned []string
-	if ms := note.Get("mentions"); ms.IsArray() {
-		ms.ForEach(func(_, id gjson.Result) bool {
+	if mentions.IsArray() {
+		mentions.ForEach(func(_, id gjson.Result) bool {
 			if id.Type == gjson.String && !slices.Contains(mentioned, id.Str) && c.wants(id.Str, webhook.Mention) {
 				mentioned = append(mentioned, id.Str)
 			}
@@ -70,55 +90,100 @@ func deriveNotesCreate(c *call) error {
 		})
 	}
 
-	if wantNote || wantReply || wantRenote {
-		// One body for the three: Ocean packs the note once, for no viewer.
-		body := noteBody(note, true)
-		if wantNote {
-			c.emit(webhook.Note, author, body)
-		}
-		if wantReply {
-			c.emit(webhook.Reply, replyTo, body)
-		}
-		if wantRenote {
-			c.emit(webhook.Renote, renoteOf, body)
-		}
+	full, mention := noteBodies(note, wantNote || wantReply || wantRenote, len(mentioned) > 0)
+	// One body for note, reply and renote: Ocean packs the note once, for
+	// no viewer.
+	if wantNote {
+		c.emit(webhook.Note, author, full)
 	}
-	if len(mentioned) > 0 {
-		// Ocean packs the mention for the mentioned user, without the pair
-		// cache. We have the author's view: drop what is the author's own
-		// (myReaction, poll votes) and keep the rest.
-		body := noteBody(note, false)
-		for _, id := range mentioned {
-			c.emit(webhook.Mention, id, body)
-		}
+	if wantReply {
+		c.emit(webhook.Reply, replyTo, full)
+	}
+	if wantRenote {
+		c.emit(webhook.Renote, renoteOf, full)
+	}
+	// Ocean packs a mention for the mentioned user, without the pair cache.
+	// We have the author's view: without what is the author's own
+	// (myReaction, poll votes) it is what the mentioned user sees.
+	for _, id := range mentioned {
+		c.emit(webhook.Mention, id, mention)
 	}
 	return nil
 }
 
-// noteBody is {"note":<note>} with the note rewritten by appendNote.
-func noteBody(note gjson.Result, pairCache bool) []byte {
-	dst := make([]byte, 0, len(note.Raw)+96)
-	dst = append(dst, `{"note":`...)
-	dst = appendNote(dst, note, pairCache)
-	return append(dst, '}')
+// cacheMember is what appendNote inserts into a note for a note, reply or
+// renote body.
+const cacheMember = `,"reactionAndUserPairCache":[]`
+
+// noteBodies builds {"note":…} bodies of a created note: full for note,
+// reply and renote (with the pair cache), mention for mention (without). The
+// note is walked once: the mention body is the full one minus the members
+// inserted. Bodies are shared by events and must not be modified.
+func noteBodies(note gjson.Result, full, mention bool) (fullBody, mentionBody []byte) {
+	if !full && !mention {
+		return nil, nil
+	}
+	var at [4]int
+	inserted := at[:0]
+	var ins *[]int
+	if full {
+		ins = &inserted
+	}
+	fullBody = make([]byte, 0, len(note.Raw)+3*len(cacheMember)+10)
+	fullBody = append(fullBody, `{"note":`...)
+	fullBody = appendNote(fullBody, note, ins)
+	fullBody = append(fullBody, '}')
+	if !full {
+		return nil, fullBody
+	}
+	if !mention {
+		return fullBody, nil
+	}
+	mentionBody = make([]byte, 0, len(fullBody)-len(inserted)*len(cacheMember))
+	from := 0
+	for _, i := range inserted {
+		mentionBody = append(mentionBody, fullBody[from:i]...)
+		from = i + len(cacheMember)
+	}
+	return fullBody, append(mentionBody, fullBody[from:]...)
 }
 
 // appendNote appends a packed note without what only its viewer may see, as
-// Ocean packs it for a webhook: no myReaction, every poll choice isVoted:false,
-// and, with pairCache, an empty reactionAndUserPairCache right after
-// reactionEmojis (where Ocean's packer puts it). Nested reply and renote get
-// the same treatment. Keys keep their order; the note must be an object.
+// Ocean packs it for a webhook: no myReaction and every poll choice
+// isVoted:false. With inserted non-nil it also puts an empty
+// reactionAndUserPairCache right after reactionEmojis (where Ocean's packer
+// puts it) unless the note has its own there or before (one further on is
+// dropped rather than repeated), and records where in dst each insertion
+// starts. Nested reply and renote get the same treatment. Keys keep their
+// order; the note must be an object.
 //
 // The pair cache of a nested note holds its latest reactions as
 // "userId/reaction" strings, which no API exposes; [] is what it is for a
 // note nobody reacted to.
-func appendNote(dst []byte, note gjson.Result, pairCache bool) []byte {
-	insertCache := pairCache && !note.Get("reactionAndUserPairCache").Exists()
+func appendNote(dst []byte, note gjson.Result, inserted *[]int) []byte {
+	const cacheKey = "reactionAndUserPairCache"
+	due := false  // the cache goes before the next member
+	seen := false // the note has its own
+	added := false
 	dst = append(dst, '{')
 	first := true
+	insert := func() {
+		*inserted = append(*inserted, len(dst))
+		dst = append(dst, cacheMember...)
+		added = true
+	}
 	note.ForEach(func(k, v gjson.Result) bool {
-		if k.Str == "myReaction" {
+		if k.Str == "myReaction" || (added && k.Str == cacheKey) {
 			return true
+		}
+		if k.Str == cacheKey {
+			seen = true
+		}
+		if due {
+			due = false
+			if !seen {
+				insert()
+			}
 		}
 		if !first {
 			dst = append(dst, ',')
@@ -128,23 +193,19 @@ func appendNote(dst []byte, note gjson.Result, pairCache bool) []byte {
 		dst = append(dst, ':')
 		switch {
 		case (k.Str == "reply" || k.Str == "renote") && v.IsObject():
-			dst = appendNote(dst, v, pairCache)
+			dst = appendNote(dst, v, inserted)
 		case k.Str == "poll" && v.IsObject():
 			dst = appendPoll(dst, v)
 		default:
 			dst = append(dst, v.Raw...)
 		}
-		if insertCache && k.Str == "reactionEmojis" {
-			dst = append(dst, `,"reactionAndUserPairCache":[]`...)
-			insertCache = false
+		if inserted != nil && k.Str == "reactionEmojis" {
+			due = true
 		}
 		return true
 	})
-	if insertCache {
-		if !first {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, `"reactionAndUserPairCache":[]`...)
+	if due && !seen {
+		insert()
 	}
 	return append(dst, '}')
 }

@@ -347,16 +347,44 @@ func insertAfter(t *testing.T, obj, key, member string) string {
 	return obj[:end] + "," + member + obj[end:]
 }
 
-func TestNotesCreatePairCacheKeptWhenOceanSendsIt(t *testing.T) {
-	created := note(t, "n1", alice, func(s string) string {
-		return insertAfter(t, s, "reactionEmojis", `"reactionAndUserPairCache":["x/👍"]`)
-	})
-	h := newHarness(t, allHooks(alice))
-	_, err := h.do(t, "notes/create", "tok-alice", `{}`, 200, `{"createdNote":`+created+`}`)
-	require.NoError(t, err)
-	events := h.sink.events()
-	require.Len(t, events, 1)
-	assert.Equal(t, `{"note":`+created+`}`, string(events[0].Body))
+// A note that already carries a pair cache never ends up with two.
+func TestNotesCreateExistingPairCache(t *testing.T) {
+	const cache = `"reactionAndUserPairCache":["x/👍"]`
+	tests := []struct {
+		name string
+		edit func(string) string
+		want func(string) string // the expected note from the edited one
+	}{
+		{
+			name: "right after reactionEmojis: kept as Ocean sent it",
+			edit: func(s string) string { return insertAfter(t, s, "reactionEmojis", cache) },
+			want: func(s string) string { return s },
+		},
+		{
+			name: "before reactionEmojis: kept, none added",
+			edit: func(s string) string { return insertAfter(t, s, "reactionCount", cache) },
+			want: func(s string) string { return s },
+		},
+		{
+			name: "further on: ours in place, theirs dropped",
+			edit: func(s string) string { return insertAfter(t, s, "clippedCount", cache) },
+			want: func(s string) string {
+				s, _ = sjson.Delete(s, "reactionAndUserPairCache")
+				return insertAfter(t, s, "reactionEmojis", `"reactionAndUserPairCache":[]`)
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			created := note(t, "n1", alice, tt.edit)
+			h := newHarness(t, allHooks(alice))
+			_, err := h.do(t, "notes/create", "tok-alice", `{}`, 200, `{"createdNote":`+created+`}`)
+			require.NoError(t, err)
+			events := h.sink.events()
+			require.Len(t, events, 1)
+			assert.Equal(t, `{"note":`+tt.want(created)+`}`, string(events[0].Body))
+		})
+	}
 }
 
 // Malformed or unexpected answers: no event, no panic, the response bytes

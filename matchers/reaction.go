@@ -54,7 +54,7 @@ func deriveReactionCreate(c *call) error {
 	user := userLite(self)
 	body := make([]byte, 0, len(note.Raw)+len(reaction.Raw)+len(user)+32)
 	body = append(body, `{"note":`...)
-	body = appendNote(body, note, false)
+	body = appendNote(body, note, nil)
 	body = append(body, `,"reaction":`...)
 	body = append(body, reaction.Raw...)
 	body = append(body, `,"user":`...)

@@ -73,7 +73,7 @@ var table = []rule{
 
 // call is the derivation of one tapped API call.
 type call struct {
-	ctx    context.Context // carries the deadline of the extra reads
+	ctx    context.Context
 	e      *Engine
 	r      *rule
 	obs    *proxy.Observation
@@ -82,6 +82,24 @@ type call struct {
 	meDone bool
 	meID   string
 	meErr  error
+
+	// readCtx bounds all extra reads of the call together; made on the
+	// first read, so that a call needing none pays nothing for it.
+	readCtx    context.Context
+	readCancel context.CancelFunc
+}
+
+func (c *call) reads() context.Context {
+	if c.readCtx == nil {
+		c.readCtx, c.readCancel = context.WithTimeout(c.ctx, c.e.readTimeout)
+	}
+	return c.readCtx
+}
+
+func (c *call) close() {
+	if c.readCancel != nil {
+		c.readCancel()
+	}
 }
 
 // wants reports whether userID has an active hook for typ; "" never does.
@@ -105,7 +123,7 @@ func (c *call) skip(n int, what string, err error) {
 func (c *call) callerID() (string, error) {
 	if !c.meDone {
 		c.meDone = true
-		me, err := c.e.oc.Me(c.ctx, c.obs.Token)
+		me, err := c.e.oc.Me(c.reads(), c.obs.Token)
 		switch {
 		case err != nil:
 			c.meErr = fmt.Errorf("me: %w", err)
@@ -121,7 +139,7 @@ func (c *call) callerID() (string, error) {
 // read posts params to an Ocean endpoint with the caller's token and returns
 // the answer, which must be a JSON object (or, with arrayOK, an array).
 func (c *call) read(endpoint string, params any) (gjson.Result, error) {
-	body, err := c.e.oc.Call(c.ctx, endpoint, c.obs.Token, params)
+	body, err := c.e.oc.Call(c.reads(), endpoint, c.obs.Token, params)
 	if err != nil {
 		return gjson.Result{}, fmt.Errorf("%s: %w", endpoint, err)
 	}

@@ -228,7 +228,7 @@ func appendNotes(dst []byte, notes gjson.Result) []byte {
 		}
 		i++
 		if n.IsObject() {
-			dst = appendNote(dst, n, false)
+			dst = appendNote(dst, n, nil)
 		} else {
 			dst = append(dst, n.Raw...)
 		}
