@@ -40,6 +40,21 @@ func (e *Error) HTTPStatus() int {
 	}
 }
 
+// wwwAuthenticate is the challenge Ocean's ApiCallService adds to an error
+// that does not carry its own: the bare realm for a 401, invalid_request for
+// any other client error, insufficient_scope for PERMISSION_DENIED.
+func (e *Error) wwwAuthenticate() string {
+	switch {
+	case e.HTTPStatus() == http.StatusUnauthorized:
+		return `Bearer realm="Misskey"`
+	case e.Kind == "client":
+		return `Bearer realm="Misskey", error="invalid_request", error_description="` + e.Message + `"`
+	case e.Kind == "permission" && e.Code == "PERMISSION_DENIED":
+		return `Bearer realm="Misskey", error="insufficient_scope", error_description="` + e.Message + `"`
+	}
+	return ""
+}
+
 // With returns a copy of e with info set.
 func (e *Error) With(info map[string]any) *Error {
 	c := *e
@@ -56,6 +71,11 @@ func Write(w http.ResponseWriter, e *Error) {
 	for k, vs := range e.Header {
 		h[k] = vs
 	}
+	if h.Get("Www-Authenticate") == "" {
+		if v := e.wwwAuthenticate(); v != "" {
+			h.Set("Www-Authenticate", v)
+		}
+	}
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("Cache-Control", "private, max-age=0, must-revalidate")
@@ -68,20 +88,27 @@ var (
 	ErrInvalidParam = &Error{Message: "Invalid param.", Code: "INVALID_PARAM",
 		ID: "3d81ceae-475f-4600-b2a8-2bc116157532", Kind: "client"}
 	ErrCredentialRequired = &Error{Message: "Credential required.", Code: "CREDENTIAL_REQUIRED",
-		ID: "1384574d-a912-4b81-8601-c7b1c4085df1", Kind: "client", Status: http.StatusUnauthorized,
-		Header: http.Header{"Www-Authenticate": {`Bearer realm="Misskey", error="invalid_request", error_description="Credential required."`}}}
+		ID: "1384574d-a912-4b81-8601-c7b1c4085df1", Kind: "client", Status: http.StatusUnauthorized}
 	ErrAuthenticationFailed = &Error{Message: "Authentication failed. Please ensure your token is correct.",
 		Code: "AUTHENTICATION_FAILED", ID: "b0a7f5f8-dc2f-4171-b91f-de88ad238e14", Kind: "client",
 		Status: http.StatusUnauthorized,
-		Header: http.Header{"Www-Authenticate": {`Bearer realm="Misskey", error="invalid_token", error_description="Failed to resolve token"`}}}
+		Header: http.Header{"Www-Authenticate": {`Bearer realm="Misskey", error="invalid_token", error_description="Authentication failed. Please ensure your token is correct."`}}}
 	ErrPermissionDenied = &Error{Message: "Your app does not have the necessary permissions to use this endpoint.",
 		Code: "PERMISSION_DENIED", ID: "1370e5b7-d4eb-4566-bb1d-7748ee6a1838", Kind: "permission"}
 	ErrInternal = &Error{Message: "Internal error occurred. Please contact us if the error persists.",
 		Code: "INTERNAL_ERROR", ID: "5d37dbcb-891e-41ca-a3d6-e690c97775ac", Kind: "server"}
+	// ErrMethodNotAllowed is not an Ocean error: Ocean answers GET on a
+	// POST-only endpoint with a bare 405 and an empty body (ApiServerService).
 	ErrMethodNotAllowed = &Error{Message: "Method not allowed.", Code: "METHOD_NOT_ALLOWED",
 		ID: "7d4d6f8a-0b4e-4f2c-9d5a-6c2b1e7a3f90", Kind: "client", Status: http.StatusMethodNotAllowed}
+	// ErrUnknownEndpoint is Ocean's answer to GET /api/<unknown>; other methods
+	// get Fastify's own 404 body (see hooks).
 	ErrUnknownEndpoint = &Error{Message: "Unknown API endpoint.", Code: "UNKNOWN_API_ENDPOINT",
-		ID: "2cc99a1e-3a0d-4a7a-8a5b-9b5bd7c2a4c8", Kind: "client", Status: http.StatusNotFound}
+		ID: "2ca3b769-540a-4f08-9dd5-b5a825b6d0f1", Kind: "client", Status: http.StatusNotFound}
+	// ErrAccessDenied answers a `secure` endpoint (i/webhooks/test) called
+	// without a native (16-character) token.
+	ErrAccessDenied = &Error{Message: "Access denied.", Code: "ACCESS_DENIED",
+		ID: "56f35758-7dd5-468b-8439-5d6fb8ec9b8e", Kind: "client"}
 	ErrRateLimitExceeded = &Error{Message: "Rate limit exceeded. Please try again later.",
 		Code: "RATE_LIMIT_EXCEEDED", ID: "d5826d14-3982-4d2e-8011-b9e9f02499ef", Kind: "client",
 		Status: http.StatusTooManyRequests}

@@ -1,0 +1,354 @@
+package ocean
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"golang.org/x/sync/singleflight"
+)
+
+// Client defaults.
+const (
+	DefaultTimeout      = 10 * time.Second
+	DefaultTTL          = 30 * time.Second
+	DefaultFailureTTL   = 5 * time.Second
+	DefaultWebhookLimit = 3 // Ocean's default role policy webhookLimit
+	// MaxResponseBytes caps what the client reads of one answer of Ocean.
+	MaxResponseBytes = 4 << 20
+	// maxCacheEntries caps the token cache; beyond it expired entries are
+	// swept and then arbitrary ones dropped.
+	maxCacheEntries = 10000
+)
+
+// Me is what the sidecar keeps of Ocean's answer to POST /api/i: nothing else
+// of the caller's private profile is kept.
+type Me struct {
+	ID           string
+	IsAdmin      bool
+	WebhookLimit int // policies.webhookLimit, DefaultWebhookLimit when absent
+}
+
+// ClientOptions configure a Client. Zero values take the defaults.
+type ClientOptions struct {
+	// Timeout bounds each request to Ocean. Default 10s.
+	Timeout time.Duration
+	// TTL is how long a token's Me is cached. Default 30s.
+	TTL time.Duration
+	// FailureTTL is how long Ocean's 401/403 for a token is cached. Default 5s.
+	FailureTTL time.Duration
+	// HTTPClient sends the requests. Default: a client with no timeout of its
+	// own (Timeout applies per request).
+	HTTPClient *http.Client
+	// Logger gets request failures; tokens and bodies are never logged.
+	Logger *slog.Logger
+}
+
+// Client reads from Ocean with a caller's token: who the token belongs to
+// (cached in memory under the token's SHA-256, never the token itself) and
+// the public reads the sidecar needs.
+type Client struct {
+	base       *url.URL
+	hc         *http.Client
+	timeout    time.Duration
+	ttl        time.Duration
+	failureTTL time.Duration
+	log        *slog.Logger
+
+	now        func() time.Time // injectable in tests
+	maxEntries int
+
+	flights singleflight.Group
+	mu      sync.Mutex
+	cache   map[string]cacheEntry // key: hex SHA-256 of the token
+}
+
+type cacheEntry struct {
+	me      Me
+	err     *Error // Ocean's 401/403, or nil
+	expires time.Time
+}
+
+// NewClient returns a client for the Ocean at base (scheme, host and any path
+// prefix; "/api/<endpoint>" is appended).
+func NewClient(base *url.URL, opts ClientOptions) *Client {
+	c := &Client{
+		base:       base,
+		hc:         opts.HTTPClient,
+		timeout:    opts.Timeout,
+		ttl:        opts.TTL,
+		failureTTL: opts.FailureTTL,
+		log:        opts.Logger,
+		now:        time.Now,
+		maxEntries: maxCacheEntries,
+		cache:      map[string]cacheEntry{},
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{}
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.ttl <= 0 {
+		c.ttl = DefaultTTL
+	}
+	if c.failureTTL <= 0 {
+		c.failureTTL = DefaultFailureTTL
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// tokenKey is the cache key of a token: its hex SHA-256.
+func tokenKey(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// Me tells who token belongs to, asking Ocean (POST /api/i) at most once per
+// TTL per token; concurrent first lookups of one token share one request.
+// Ocean's refusal comes back as the *Error Ocean gave (status included) and
+// is remembered for FailureTTL; an Ocean that cannot be reached gives
+// ErrUpstreamUnavailable or ErrUpstreamTimeout, never cached.
+func (c *Client) Me(ctx context.Context, token string) (Me, error) {
+	if token == "" {
+		return Me{}, ErrCredentialRequired
+	}
+	key := tokenKey(token)
+	if me, err, ok := c.cached(key); ok {
+		return me, err
+	}
+	ch := c.flights.DoChan(key, func() (any, error) {
+		if me, err, ok := c.cached(key); ok {
+			return me, err
+		}
+		// The request outlives any one waiter: a caller that gives up must
+		// not fail the others sharing the flight.
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		defer cancel()
+		me, err := c.fetchMe(ctx, token)
+		c.remember(key, me, err)
+		return me, err
+	})
+	select {
+	case <-ctx.Done():
+		return Me{}, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return Me{}, r.Err
+		}
+		return r.Val.(Me), nil
+	}
+}
+
+// cached returns the live cache entry of key, if any.
+func (c *Client) cached(key string) (Me, error, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.cache[key]
+	if !ok {
+		return Me{}, nil, false
+	}
+	if !c.now().Before(e.expires) {
+		delete(c.cache, key)
+		return Me{}, nil, false
+	}
+	if e.err != nil {
+		return Me{}, e.err, true
+	}
+	return e.me, nil, true
+}
+
+// remember caches a success for TTL and Ocean's 401/403 for FailureTTL;
+// anything else is not cached.
+func (c *Client) remember(key string, me Me, err error) {
+	e := cacheEntry{me: me}
+	switch oe := (*Error)(nil); {
+	case err == nil:
+		e.expires = c.now().Add(c.ttl)
+	case errors.As(err, &oe) && (oe.Status == http.StatusUnauthorized || oe.Status == http.StatusForbidden):
+		e.err = oe
+		e.expires = c.now().Add(c.failureTTL)
+	default:
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.cache[key]; !ok && len(c.cache) >= c.maxEntries {
+		c.evictLocked()
+	}
+	c.cache[key] = e
+}
+
+// evictLocked makes room: every expired entry goes, then, if the cache is
+// still full, arbitrary entries until a tenth of it is free.
+func (c *Client) evictLocked() {
+	now := c.now()
+	for k, e := range c.cache {
+		if !now.Before(e.expires) {
+			delete(c.cache, k)
+		}
+	}
+	for k := range c.cache {
+		if len(c.cache) < c.maxEntries-c.maxEntries/10 {
+			break
+		}
+		delete(c.cache, k)
+	}
+}
+
+func (c *Client) fetchMe(ctx context.Context, token string) (Me, error) {
+	body, err := c.post(ctx, "i", token, []byte("{}"))
+	if err != nil {
+		return Me{}, err
+	}
+	if !gjson.ValidBytes(body) {
+		c.log.Warn("ocean answered i with a body that is not JSON")
+		return Me{}, ErrUpstreamUnavailable
+	}
+	id := gjson.GetBytes(body, "id")
+	if id.Type != gjson.String || id.Str == "" {
+		c.log.Warn("ocean answered i without a user id")
+		return Me{}, ErrUpstreamUnavailable
+	}
+	me := Me{ID: id.Str, IsAdmin: gjson.GetBytes(body, "isAdmin").Type == gjson.True, WebhookLimit: DefaultWebhookLimit}
+	if l := gjson.GetBytes(body, "policies.webhookLimit"); l.Type == gjson.Number {
+		me.WebhookLimit = max(int(l.Int()), 0)
+	}
+	return me, nil
+}
+
+// Call POSTs params (JSON-encoded; []byte and json.RawMessage are sent as
+// they are, nil as {}) to /api/<endpoint> with token as Bearer credential and
+// returns the answer's body (nil for 204). A non-2xx answer is an *Error with
+// Ocean's status; an unreachable Ocean is ErrUpstreamUnavailable, a slow one
+// ErrUpstreamTimeout.
+func (c *Client) Call(ctx context.Context, endpoint, token string, params any) ([]byte, error) {
+	var body []byte
+	switch p := params.(type) {
+	case nil:
+		body = []byte("{}")
+	case []byte:
+		body = p
+	case json.RawMessage:
+		body = p
+	default:
+		b, err := json.Marshal(p)
+		if err != nil {
+			return nil, fmt.Errorf("ocean %s: encode params: %w", endpoint, err)
+		}
+		body = b
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.post(ctx, endpoint, token, body)
+}
+
+// post sends one request; ctx carries the per-request deadline.
+func (c *Client) post(ctx context.Context, endpoint, token string, body []byte) ([]byte, error) {
+	u := c.base.JoinPath("api", endpoint)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("ocean %s: %w", endpoint, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	start := c.now()
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, c.transportError(ctx, endpoint, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
+	if err != nil {
+		return nil, c.transportError(ctx, endpoint, err)
+	}
+	if len(data) > MaxResponseBytes {
+		c.log.Warn("ocean answer too large", "endpoint", endpoint, "status", resp.StatusCode, "limit", MaxResponseBytes)
+		return nil, fmt.Errorf("ocean %s: answer larger than %d bytes", endpoint, MaxResponseBytes)
+	}
+	c.log.Debug("ocean call", "endpoint", endpoint, "status", resp.StatusCode, "duration", c.now().Sub(start))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, parseError(resp.StatusCode, resp.Header, data)
+	}
+	if resp.StatusCode == http.StatusNoContent {
+		return nil, nil
+	}
+	return data, nil
+}
+
+// transportError maps a failed exchange to the sidecar's own errors. A
+// caller that went away gets its context's error.
+func (c *Client) transportError(ctx context.Context, endpoint string, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.DeadlineExceeded) {
+		return fmt.Errorf("ocean %s: %w", endpoint, cause)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		c.log.Warn("ocean did not answer in time", "endpoint", endpoint, "timeout", c.timeout)
+		return ErrUpstreamTimeout
+	}
+	c.log.Warn("ocean unreachable", "endpoint", endpoint, "err", redactURLError(err))
+	return ErrUpstreamUnavailable
+}
+
+// redactURLError drops the request URL's query from a *url.Error's text; our
+// URLs carry none today, but a transport error must never become a channel
+// for anything secret.
+func redactURLError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		u := ue.URL
+		if i := strings.IndexByte(u, '?'); i >= 0 {
+			u = u[:i]
+		}
+		return ue.Op + " " + u + ": " + ue.Err.Error()
+	}
+	return err.Error()
+}
+
+// parseError turns a non-2xx answer into an *Error: Ocean's own
+// {"error":{…}} when it sent one, otherwise a generic error with its status.
+func parseError(status int, h http.Header, body []byte) *Error {
+	var env struct {
+		Error *Error `json:"error"`
+	}
+	e := &Error{}
+	if json.Unmarshal(body, &env) == nil && env.Error != nil && env.Error.Code != "" {
+		e = env.Error
+	} else {
+		e.Code = "UPSTREAM_ERROR"
+		e.Message = fmt.Sprintf("Ocean answered %d %s.", status, http.StatusText(status))
+		e.Kind = "client"
+		if status >= 500 {
+			e.Kind = "server"
+		}
+	}
+	e.Status = status
+	if v := h.Values("Www-Authenticate"); len(v) > 0 {
+		e.Header = http.Header{"Www-Authenticate": v}
+	}
+	if v := h.Get("Retry-After"); v != "" {
+		if e.Header == nil {
+			e.Header = http.Header{}
+		}
+		e.Header.Set("Retry-After", v)
+	}
+	return e
+}
