@@ -28,6 +28,16 @@ type note struct {
 	clippedCount       int
 	reactions          []reactionCount // in order of first use
 	reactedBy          map[string]string
+	pairCache          []string // "userId/reaction", at most pairCacheMax
+}
+
+// pairCacheMax is Ocean's PER_NOTE_REACTION_USER_PAIR_CACHE_MAX.
+const pairCacheMax = 16
+
+// packOpts are NoteEntityService.pack's options.
+type packOpts struct {
+	detail        bool
+	withPairCache bool // withReactionAndUserPairCache
 }
 
 type reactionCount struct {
@@ -45,6 +55,7 @@ var (
 	errReactNoSuchNote     = apiErr("NO_SUCH_NOTE", "No such note.", "033d0620-5bfe-4027-965d-980b0c85a3ea")
 	errAlreadyReacted      = apiErr("ALREADY_REACTED", "You are already reacting to that note.", "71efcf98-86d6-4e2b-b2ad-9d032369366b")
 	errReactionBlocked     = apiErr("YOU_HAVE_BEEN_BLOCKED", "You cannot react this note because you have been blocked by this user.", "20ef5475-9f38-4e4c-bd33-de6d979498ec")
+	errCannotReactToRenote = apiErr("CANNOT_REACT_TO_RENOTE", "You cannot react to Renote.", "eaccdc08-ddef-43fe-908f-d108faad57f5")
 )
 
 func (n *note) isPureRenote() bool {
@@ -196,7 +207,7 @@ func (st *state) visible(n *note, viewer *user) bool {
 }
 
 // pack writes n the way Ocean's NoteEntityService packs it for viewer.
-func (st *state) pack(n *note, viewer *user, detail bool, depth int) *object {
+func (st *state) pack(n *note, viewer *user, opts packOpts, depth int) *object {
 	o := newObject()
 	o.set("id", n.id)
 	o.set("createdAt", isoTime(n.createdAt))
@@ -221,6 +232,9 @@ func (st *state) pack(n *note, viewer *user, detail bool, depth int) *object {
 	}
 	o.set("reactions", reactions)
 	o.set("reactionEmojis", newObject())
+	if opts.withPairCache {
+		o.set("reactionAndUserPairCache", nonNil(n.pairCache))
+	}
 	o.set("fileIds", []string{})
 	o.set("files", []any{})
 	o.set("replyId", nullable(n.replyID))
@@ -234,15 +248,16 @@ func (st *state) pack(n *note, viewer *user, detail bool, depth int) *object {
 	if len(n.mentions) > 0 {
 		o.set("mentions", n.mentions)
 	}
-	if detail {
+	if opts.detail {
 		o.set("clippedCount", n.clippedCount)
 		if reply != nil && depth < 8 {
-			o.set("reply", st.pack(reply, viewer, false, depth+1))
+			o.set("reply", st.pack(reply, viewer, packOpts{withPairCache: opts.withPairCache}, depth+1))
 		}
 		if rn := st.notes[n.renoteID]; rn != nil && depth < 8 {
-			o.set("renote", st.pack(rn, viewer, true, depth+1))
+			o.set("renote", st.pack(rn, viewer, packOpts{detail: true, withPairCache: opts.withPairCache}, depth+1))
 		}
-		if viewer != nil {
+		// Ocean looks up the viewer's reaction only on notes older than 2 s.
+		if viewer != nil && len(n.reactions) > 0 && st.now().Sub(n.createdAt) >= 2*time.Second {
 			if r, has := n.reactedBy[viewer.id]; has {
 				o.set("myReaction", r)
 			}
@@ -398,7 +413,7 @@ func (s *Server) createNote(r *request) reply {
 		renote.renoteCount++
 	}
 	o := newObject()
-	o.set("createdNote", st.pack(n, me, true, 0))
+	o.set("createdNote", st.pack(n, me, packOpts{detail: true}, 0))
 	return ok(o)
 }
 
@@ -426,15 +441,19 @@ func (s *Server) apiNotesShow(r *request) reply {
 	if n == nil {
 		return fail(errShowNoSuchNote)
 	}
-	return ok(s.st.pack(n, r.caller, true, 0))
+	o := s.st.pack(n, r.caller, packOpts{detail: true, withPairCache: true}, 0)
+	if r.caller == nil {
+		o.del("reactionAndUserPairCache")
+	}
+	return ok(o)
 }
 
 func (s *Server) apiReactionsCreate(r *request) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id, isStr := r.params["noteId"].(string)
-	reaction, isStr2 := r.params["reaction"].(string)
-	if !isStr || !isStr2 || id == "" || reaction == "" {
+	given, isStr2 := r.params["reaction"].(string)
+	if !isStr || !isStr2 || id == "" {
 		return fail(ocean.ErrInvalidParam)
 	}
 	n := s.st.notes[id]
@@ -444,14 +463,26 @@ func (s *Server) apiReactionsCreate(r *request) reply {
 	if s.st.blocks[edge{n.userID, r.caller.id}] {
 		return fail(errReactionBlocked)
 	}
+	if n.isPureRenote() {
+		return fail(errCannotReactToRenote)
+	}
+	reaction := normalizeReaction(given)
+	if n.reactionAcceptance != nil && *n.reactionAcceptance == "likeOnly" {
+		reaction = fallbackReaction
+	}
+	pair := func(reaction string) string { return r.caller.id + "/" + reaction }
 	if old, has := n.reactedBy[r.caller.id]; has {
 		if old == reaction {
 			return fail(errAlreadyReacted)
 		}
 		n.addReaction(old, -1)
+		n.pairCache = slices.DeleteFunc(n.pairCache, func(p string) bool { return p == pair(old) })
 	}
 	n.reactedBy[r.caller.id] = reaction
 	n.addReaction(reaction, 1)
+	if len(n.pairCache) < pairCacheMax {
+		n.pairCache = append(n.pairCache, pair(reaction))
+	}
 	return noContent()
 }
 
@@ -468,4 +499,78 @@ func (n *note) addReaction(reaction string, delta int) {
 	if delta > 0 {
 		n.reactions = append(n.reactions, reactionCount{reaction, delta})
 	}
+}
+
+// fallbackReaction is what Ocean stores for a reaction it cannot use.
+const fallbackReaction = "\u2764"
+
+// legacyReactions are the old named reactions Ocean still converts.
+var legacyReactions = map[string]string{
+	"like": "👍", "love": "\u2764", "laugh": "😆", "hmm": "🤔", "surprise": "😮",
+	"congrats": "🎉", "angry": "💢", "confused": "😥", "rip": "😇", "pudding": "🍮", "star": "⭐",
+}
+
+var customEmojiRe = regexp.MustCompile(`^:[\w+-]+(?:@[\w.-]+)?:$`)
+
+// normalizeReaction does what Ocean's ReactionService does with a reaction
+// from a local user: a legacy name becomes its emoji, the first Unicode emoji
+// of the string is kept (without variation selectors unless it is a ZWJ
+// sequence), anything else (the fake has no custom emojis) becomes the
+// fallback ❤. The emoji test approximates the emoji-regex package.
+func normalizeReaction(r string) string {
+	if v, ok := legacyReactions[r]; ok {
+		return v
+	}
+	if customEmojiRe.MatchString(r) {
+		return fallbackReaction
+	}
+	runes := []rune(r)
+	for i, c := range runes {
+		if !isEmojiBase(c) {
+			continue
+		}
+		end := emojiEnd(runes, i)
+		emoji := string(runes[i:end])
+		if !strings.ContainsRune(emoji, 0x200D) {
+			emoji = strings.ReplaceAll(emoji, "\uFE0F", "")
+		}
+		return emoji
+	}
+	return fallbackReaction
+}
+
+// emojiEnd returns the index after the emoji sequence starting at runes[i].
+func emojiEnd(runes []rune, i int) int {
+	j := i + 1
+	if isRegional(runes[i]) && j < len(runes) && isRegional(runes[j]) {
+		return j + 1 // a flag
+	}
+	for j < len(runes) {
+		c := runes[j]
+		switch {
+		case c == 0xFE0F || c == 0x20E3 || (c >= 0x1F3FB && c <= 0x1F3FF) || (c >= 0xE0020 && c <= 0xE007F):
+			j++
+		case c == 0x200D && j+1 < len(runes) && isEmojiBase(runes[j+1]):
+			j += 2
+		default:
+			return j
+		}
+	}
+	return j
+}
+
+func isRegional(c rune) bool { return c >= 0x1F1E6 && c <= 0x1F1FF }
+
+func isEmojiBase(c rune) bool {
+	switch {
+	case c >= 0x1F000 && c <= 0x1FAFF,
+		c >= 0x2600 && c <= 0x27BF,
+		c >= 0x2B00 && c <= 0x2BFF,
+		c >= 0x2190 && c <= 0x21FF,
+		c >= 0x2300 && c <= 0x23FF,
+		c == 0x00A9, c == 0x00AE, c == 0x203C, c == 0x2049, c == 0x2122, c == 0x2139,
+		c == 0x3030, c == 0x303D, c == 0x3297, c == 0x3299:
+		return true
+	}
+	return false
 }

@@ -264,9 +264,11 @@ func TestUsersShowViews(t *testing.T) {
 		want := append(append([]string{}, userLiteKeys...), userDetailedKeys...)
 		assert.Equal(t, want, keysOf(t, got))
 	})
-	t.Run("self is MeDetailed", func(t *testing.T) {
+	t.Run("self is MeDetailed without the secrets", func(t *testing.T) {
 		got := mustPost(t, s, "users/show", TokenBob, map[string]any{"userId": BobID}, 200)
-		assert.Equal(t, keysOf(t, callByLabel(t, "i as bob").Response), keysOf(t, got))
+		want := keysOf(t, callByLabel(t, "i as bob").Response)
+		require.Equal(t, []string{"email", "emailVerified", "securityKeysList"}, want[len(want)-3:])
+		assert.Equal(t, want[:len(want)-3], keysOf(t, got))
 	})
 	t.Run("by username", func(t *testing.T) {
 		got := mustPost(t, s, "users/show", TokenAlice, map[string]any{"username": "Carol"}, 200)
@@ -284,7 +286,7 @@ func TestUsersShowViews(t *testing.T) {
 		assert.Equal(t, false, users[1]["isFollowing"])
 	})
 	t.Run("unknown user", func(t *testing.T) {
-		got := mustPost(t, s, "users/show", TokenAlice, map[string]any{"userId": "nobody"}, 400)
+		got := mustPost(t, s, "users/show", TokenAlice, map[string]any{"userId": "nobody"}, 404)
 		assert.Contains(t, string(got), `"code":"NO_SUCH_USER"`)
 	})
 }
@@ -487,6 +489,31 @@ func TestFollowingAnswers(t *testing.T) {
 	})
 }
 
+// noteDelivery is the body.note of the captured "note" delivery to userID's
+// hook for noteID.
+func noteDelivery(t *testing.T, userID, noteID string) json.RawMessage {
+	t.Helper()
+	ds, err := LoadDeliveries()
+	require.NoError(t, err)
+	for _, d := range ds {
+		var env struct {
+			UserID, Type string
+			Body         struct{ Note json.RawMessage }
+		}
+		require.NoError(t, json.Unmarshal(d.Body, &env))
+		if env.Type != "note" {
+			continue
+		}
+		var n struct{ ID string }
+		require.NoError(t, json.Unmarshal(env.Body.Note, &n))
+		if env.Type == "note" && env.UserID == userID && n.ID == noteID {
+			return env.Body.Note
+		}
+	}
+	require.FailNow(t, "no note delivery for "+noteID)
+	return nil
+}
+
 var tokenOf = map[string]string{AdminID: TokenAdmin, AliceID: TokenAlice, BobID: TokenBob, CarolID: TokenCarol}
 
 func TestNotesCreateReplaysTheCapture(t *testing.T) {
@@ -508,11 +535,12 @@ func TestNotesCreateReplaysTheCapture(t *testing.T) {
 		assert.JSONEq(t, string(c.Response), string(got), c.Label)
 		assert.Equal(t, string(c.Response), string(got), "byte for byte: "+c.Label)
 
-		// notes/show gives the stored note back, as the author sees it.
-		var created struct{ CreatedNote json.RawMessage }
-		require.NoError(t, json.Unmarshal(got, &created))
+		// notes/show by the author right away equals the note Ocean sent to
+		// the author's hook (both carry reactionAndUserPairCache).
 		shown := mustPost(t, s, "notes/show", tokenOf[resp.CreatedNote.UserID], map[string]any{"noteId": resp.CreatedNote.ID}, 200)
-		assert.Equal(t, keysOf(t, created.CreatedNote), keysOf(t, shown), c.Label)
+		hooked := noteDelivery(t, resp.CreatedNote.UserID, resp.CreatedNote.ID)
+		assert.Equal(t, keysOf(t, hooked), keysOf(t, shown), c.Label)
+		assert.JSONEq(t, string(hooked), string(shown), c.Label)
 	}
 	assert.Equal(t, 6, n)
 	assert.Equal(t, 6, s.Calls("notes/create"))
@@ -649,16 +677,34 @@ func TestNotesCreateSynthesises(t *testing.T) {
 }
 
 func TestReactions(t *testing.T) {
-	s := New(t)
+	now := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
+	var clock sync.Mutex
+	advance := func(d time.Duration) {
+		clock.Lock()
+		defer clock.Unlock()
+		now = now.Add(d)
+	}
+	s := New(t, WithNow(func() time.Time {
+		clock.Lock()
+		defer clock.Unlock()
+		return now
+	}))
 	n := synthNote(t, s, TokenBob, map[string]any{"text": "react to me"})
 	react := func(token, reaction string) (int, []byte) {
 		code, body, _ := post(t, s, "notes/reactions/create", token, map[string]any{"noteId": n["id"], "reaction": reaction})
 		return code, body
 	}
+	show := func(token string) map[string]any {
+		var shown map[string]any
+		require.NoError(t, json.Unmarshal(mustPost(t, s, "notes/show", token, map[string]any{"noteId": n["id"]}, 200), &shown))
+		return shown
+	}
 	code, body := react(TokenAlice, "👍")
 	require.Equal(t, 204, code)
 	assert.Empty(t, body)
-	code, _ = react(TokenCarol, "👍")
+	assert.NotContains(t, show(TokenAlice), "myReaction", "Ocean skips myReaction on notes younger than 2 s")
+
+	code, _ = react(TokenCarol, "like")
 	require.Equal(t, 204, code)
 	code, _ = react(TokenBob, "🎉")
 	require.Equal(t, 204, code)
@@ -666,23 +712,68 @@ func TestReactions(t *testing.T) {
 	assert.Equal(t, 400, code)
 	assert.Contains(t, string(body), "ALREADY_REACTED")
 
-	var shown map[string]any
-	require.NoError(t, json.Unmarshal(mustPost(t, s, "notes/show", TokenAlice, map[string]any{"noteId": n["id"]}, 200), &shown))
+	advance(2 * time.Second)
+	shown := show(TokenAlice)
 	assert.EqualValues(t, 3, shown["reactionCount"])
 	assert.Equal(t, map[string]any{"👍": 2.0, "🎉": 1.0}, shown["reactions"])
 	assert.Equal(t, "👍", shown["myReaction"])
+	assert.Equal(t, []any{AliceID + "/👍", CarolID + "/👍", BobID + "/🎉"}, shown["reactionAndUserPairCache"])
 
 	// Changing one's reaction replaces it.
 	code, _ = react(TokenAlice, "🎉")
 	require.Equal(t, 204, code)
-	shown = nil
-	require.NoError(t, json.Unmarshal(mustPost(t, s, "notes/show", "", map[string]any{"noteId": n["id"]}, 200), &shown))
+	shown = show("")
 	assert.Equal(t, map[string]any{"👍": 1.0, "🎉": 2.0}, shown["reactions"])
 	assert.NotContains(t, shown, "myReaction")
+	assert.NotContains(t, shown, "reactionAndUserPairCache", "anonymous notes/show drops the cache")
+	assert.Equal(t, []any{CarolID + "/👍", BobID + "/🎉", AliceID + "/🎉"}, show(TokenCarol)["reactionAndUserPairCache"])
 
-	code, body, _ = post(t, s, "notes/reactions/create", TokenAlice, map[string]any{"noteId": "nope", "reaction": "👍"})
-	assert.Equal(t, 400, code)
-	assert.Contains(t, string(body), "NO_SUCH_NOTE")
+	t.Run("errors", func(t *testing.T) {
+		pure := synthNote(t, s, TokenAlice, map[string]any{"renoteId": n["id"]})
+		tests := []struct {
+			name, token, noteID, code string
+			status                    int
+		}{
+			{"unknown note", TokenAlice, "nope", "NO_SUCH_NOTE", 400},
+			{"pure renote", TokenCarol, pure["id"].(string), "CANNOT_REACT_TO_RENOTE", 400},
+			{"no credential", "", n["id"].(string), "CREDENTIAL_REQUIRED", 401},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				code, body, _ := post(t, s, "notes/reactions/create", tt.token, map[string]any{"noteId": tt.noteID, "reaction": "👍"})
+				assert.Equal(t, tt.status, code)
+				assert.Contains(t, string(body), `"code":"`+tt.code+`"`)
+			})
+		}
+	})
+	t.Run("likeOnly note takes only ❤", func(t *testing.T) {
+		liked := synthNote(t, s, TokenBob, map[string]any{"text": "likes only", "reactionAcceptance": "likeOnly"})
+		assert.Equal(t, "likeOnly", liked["reactionAcceptance"])
+		mustPost(t, s, "notes/reactions/create", TokenAlice, map[string]any{"noteId": liked["id"], "reaction": "🎉"}, 204)
+		var got map[string]any
+		require.NoError(t, json.Unmarshal(mustPost(t, s, "notes/show", "", map[string]any{"noteId": liked["id"]}, 200), &got))
+		assert.Equal(t, map[string]any{"❤": 1.0}, got["reactions"])
+	})
+}
+
+func TestNormalizeReaction(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"emoji", "👍", "👍"},
+		{"legacy name", "pudding", "🍮"},
+		{"variation selector dropped", "❤️", "❤"},
+		{"ZWJ sequence kept whole", "👨‍👩‍👧", "👨‍👩‍👧"},
+		{"skin tone kept", "👍🏽", "👍🏽"},
+		{"flag", "🇯🇵", "🇯🇵"},
+		{"first emoji of a string", "wow🎉🎉", "🎉"},
+		{"unknown custom emoji", ":blobcat:", "❤"},
+		{"text", "nice", "❤"},
+		{"empty", "", "❤"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, normalizeReaction(tt.in))
+		})
+	}
 }
 
 func TestReplayOfOtherEndpoints(t *testing.T) {

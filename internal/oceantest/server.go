@@ -88,7 +88,7 @@ func New(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatalf("oceantest: %v", err)
 	}
-	st := newState(c.users)
+	st := newState(c.users, cfg.now)
 	for _, id := range cfg.locked {
 		u := st.users[id]
 		if u == nil {

@@ -29,6 +29,22 @@ var (
 		"mutualLinkSections", "followersCount", "followingCount", "notesCount", "pinnedNoteIds",
 		"pinnedNotes", "pinnedPageId", "pinnedPage", "publicReactions", "followersVisibility",
 		"followingVisibility", "chatScope", "canChat", "roles", "memo"}
+	// moderatorKeys follow memo when a moderator looks at another user (the
+	// captured admin/abuse-user-reports shows them); values come from the
+	// user's MeDetailed.
+	moderatorKeys = []string{"moderationNote", "twoFactorEnabled", "usePasswordLessLogin",
+		"securityKeys", "avatarId", "bannerId", "isModerator", "isAdmin", "injectFeaturedNote",
+		"receiveAnnouncementEmail", "alwaysMarkNsfw", "autoSensitive", "carefulBot",
+		"autoAcceptFollowed", "noCrawle", "preventAiLearning", "isExplorable", "isDeleted",
+		"twoFactorBackupCodesStock", "hideOnlineStatus", "hasUnreadSpecifiedNotes",
+		"hasUnreadMentions", "hasUnreadChatMessages", "hasUnreadAnnouncement",
+		"unreadAnnouncements", "hasUnreadAntenna", "hasUnreadChannel",
+		"hasPendingReceivedFollowRequest", "postingLang", "viewingLangs",
+		"showMediaInAllLanguages", "showHashtagsInAllLanguages", "mutedWords", "mutedInstances",
+		"mutingNotificationTypes", "notificationRecieveConfig", "emailNotificationTypes",
+		"achievements", "loggedInDays", "policies"}
+	// secretKeys are in /api/i (a native token) but not in users/show of oneself.
+	secretKeys = []string{"email", "emailVerified", "securityKeysList"}
 )
 
 // userTemplate is what the capture says of a user; shared, never modified.
@@ -60,11 +76,12 @@ type state struct {
 	blocks   map[edge]bool       // blocker → blockee
 	notes    map[string]*note
 	seq      int
+	now      func() time.Time
 }
 
 // newState starts with the capture's users and nothing else.
-func newState(templates map[string]*userTemplate) *state {
-	st := &state{users: map[string]*user{}, byToken: map[string]*user{},
+func newState(templates map[string]*userTemplate, now func() time.Time) *state {
+	st := &state{now: now, users: map[string]*user{}, byToken: map[string]*user{},
 		follows: map[edge]followInfo{}, requests: map[edge]followInfo{},
 		blocks: map[edge]bool{}, notes: map[string]*note{}}
 	for _, t := range templates {
@@ -201,17 +218,46 @@ func (st *state) live(o *object, u *user) {
 // lite packs u as UserLite.
 func (st *state) lite(u *user) *object { return u.detailed.pick(userLiteKeys) }
 
-// detailed packs u as seen by viewer: MeDetailed for the user themself,
-// UserDetailedNotMe with relation flags for another user, and without them
-// for an anonymous viewer.
+// isModerator reports whether u is a moderator or an administrator.
+func (u *user) isModerator() bool {
+	for _, k := range []string{"isModerator", "isAdmin"} {
+		if v, ok := u.me.get(k); ok && string(v) == "true" {
+			return true
+		}
+	}
+	return false
+}
+
+// detailed packs u as seen by viewer: MeDetailed (without the secrets) for
+// the user themself, UserDetailedNotMe with relation flags for another user
+// (with the moderator's extra keys when viewer is one), and without relation
+// flags for an anonymous viewer.
 func (st *state) detailed(u, viewer *user) *object {
 	if viewer != nil && viewer.id == u.id {
-		return st.meDetailed(u)
+		o := st.meDetailed(u)
+		for _, k := range secretKeys {
+			o.del(k)
+		}
+		return o
 	}
 	o := u.detailed.clone()
 	st.live(o, u)
 	if viewer == nil {
 		return o
+	}
+	if viewer.isModerator() {
+		me := st.meDetailed(u)
+		for _, k := range moderatorKeys {
+			v, ok := me.get(k)
+			switch {
+			case k == "moderationNote" && !ok:
+				o.set(k, "")
+			case k == "unreadAnnouncements":
+				o.set(k, nil)
+			case ok:
+				o.setRaw(k, v)
+			}
+		}
 	}
 	rel := st.relation(viewer.id, u.id)
 	o.set("isFollowing", rel.IsFollowing)
@@ -253,7 +299,7 @@ func apiErr(code, message, id string) *ocean.Error {
 }
 
 var (
-	errShowNoSuchUser        = apiErr("NO_SUCH_USER", "No such user.", "4362f8dc-731f-4ad8-a694-be5a88922a24")
+	errShowNoSuchUser        = &ocean.Error{Message: "No such user.", Code: "NO_SUCH_USER", ID: "4362f8dc-731f-4ad8-a694-be5a88922a24", Kind: "client", Status: http.StatusNotFound}
 	errFollowNoSuchUser      = apiErr("NO_SUCH_USER", "No such user.", "fcd2eef9-a9b2-4c4f-8624-038099e90aa5")
 	errFolloweeIsYourself    = apiErr("FOLLOWEE_IS_YOURSELF", "Followee is yourself.", "26fbe7bb-a331-4857-af17-205b426669a9")
 	errAlreadyFollowing      = apiErr("ALREADY_FOLLOWING", "You are already following that user.", "35387507-38c7-4cb9-9197-300b93783fa0")
