@@ -259,7 +259,7 @@ func value(c prometheus.Counter) float64 {
 type got struct{ Type, UserID string }
 
 func kinds(events []webhook.Event) []got {
-	out := make([]got, 0, len(events))
+	var out []got
 	for _, ev := range events {
 		out = append(out, got{ev.Type, ev.UserID})
 	}
@@ -273,4 +273,10 @@ func mustJSON(t *testing.T, v any) string {
 	b, err := json.Marshal(v)
 	require.NoError(t, err)
 	return string(b)
+}
+
+// observation is a call as the proxy hands it to Observe.
+func observation(endpoint, token, request string, status int, response string) *proxy.Observation {
+	return &proxy.Observation{Endpoint: endpoint, Token: token, Request: []byte(request),
+		Status: status, Response: []byte(response)}
 }
