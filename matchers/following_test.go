@@ -587,7 +587,7 @@ func TestBlockingCreate(t *testing.T) {
 			name:      "relation read before the block failed: skipped and counted",
 			hooks:     allHooks(alice, bob),
 			wantCalls: 1, wantMe: 1,
-			skipped:   2,
+			skipped: 2,
 		},
 		{
 			name:      "relation read failed but Ocean refused the block: nothing counted",
@@ -607,7 +607,7 @@ func TestBlockingCreate(t *testing.T) {
 			relation:  rel(bob, true, false, false, false),
 			answer:    `{"id":`,
 			wantCalls: 1, wantMe: 1,
-			failure:   true,
+			failure: true,
 		},
 	}
 	for _, tt := range tests {
