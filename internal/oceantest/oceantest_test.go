@@ -900,3 +900,67 @@ func TestLoadCallsGivesACopy(t *testing.T) {
 	got := mustPost(t, s, "notes/create", TokenAlice, map[string]any{"text": "Hello from alice (plain note)"}, 200)
 	assert.Equal(t, string(callByLabel(t, "A posts a note").Response), string(got))
 }
+
+// withoutKey returns the JSON object raw without key.
+func withoutKey(t *testing.T, raw []byte, key string) string {
+	t.Helper()
+	o, err := parseObject(raw)
+	require.NoError(t, err)
+	o.del(key)
+	return string(encode(o))
+}
+
+// TestWholeCaptureReplays runs the capture's 41 calls in order, each as its
+// recorded caller, and gets Ocean's answers back byte for byte; the state it
+// leaves shows users exactly as Ocean showed them at the end.
+func TestWholeCaptureReplays(t *testing.T) {
+	s := New(t)
+	for i, c := range loadCalls(t) {
+		params := map[string]any{}
+		token := ""
+		for k, v := range c.Request {
+			if k == "i" {
+				token = tokenOf[recordedCaller(c.Label)]
+				require.NotEmpty(t, token, c.Label)
+				continue
+			}
+			params[k] = v
+		}
+		// A repeated request is answered like its first recording (the
+		// capture's later webhook lists differ only in what Ocean's delivery
+		// bookkeeping changed in between).
+		want := c
+		for _, e := range loadCalls(t)[:i] {
+			if e.Endpoint == c.Endpoint && recordedCaller(e.Label) == recordedCaller(c.Label) && sameParams(e.Request, params) {
+				want = e
+				break
+			}
+		}
+		code, body, h := post(t, s, c.Endpoint, token, params)
+		assert.Equal(t, want.Status, code, "%d %s", i, c.Label)
+		assert.Equal(t, string(want.Response), string(body), "%d %s", i, c.Label)
+		assert.Equal(t, "private, max-age=0, must-revalidate", h.Get("Cache-Control"))
+	}
+
+	// The moderator's view of alice and bob, as in "admin lists reports".
+	var reports []struct{ Reporter, TargetUser json.RawMessage }
+	require.NoError(t, json.Unmarshal(callByLabel(t, "admin lists reports").Response, &reports))
+	require.Len(t, reports, 1)
+	for _, tt := range []struct {
+		name, id string
+		want     []byte
+	}{{"alice", AliceID, reports[0].Reporter}, {"bob", BobID, reports[0].TargetUser}} {
+		t.Run("admin sees "+tt.name, func(t *testing.T) {
+			got := mustPost(t, s, "users/show", TokenAdmin, map[string]any{"userId": tt.id}, 200)
+			assert.Equal(t, keysOf(t, tt.want), keysOf(t, got))
+			// updatedAt: Ocean stamps it a few ms after the note; the fake uses the note's time.
+			assert.JSONEq(t, withoutKey(t, tt.want, "updatedAt"), withoutKey(t, got, "updatedAt"))
+		})
+	}
+	t.Run("alice sees bob as in the last follow delivery", func(t *testing.T) {
+		got := mustPost(t, s, "users/show", TokenAlice, map[string]any{"userId": BobID}, 200)
+		want := deliveryBody(t, 17, "user")
+		assert.Equal(t, keysOf(t, want), keysOf(t, got))
+		assert.JSONEq(t, withoutKey(t, want, "updatedAt"), withoutKey(t, got, "updatedAt"))
+	})
+}

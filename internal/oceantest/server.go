@@ -233,12 +233,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !known {
+		// replay decides whether the recorded call needed a credential.
 		def = endpointDef{auth: authOptional, fn: (*Server).replay}
-		for _, c := range recorded {
-			if _, has := c.Request["i"]; has {
-				def.auth = authRequired
-			}
-		}
 	}
 	req := &request{endpoint: endpoint, params: params}
 	token := bearer(r)
@@ -354,9 +350,24 @@ func (s *Server) recorded(endpoint string) []Call {
 }
 
 // replay answers with the first recorded call whose request (minus `i`)
-// equals this one, preferring a call the capture made as the same user.
+// equals this one, preferring a call the capture made as the same user. A
+// credential is required when that call carried one (when none matches: when
+// any call of the endpoint did). An unmatched request is a 500 that says so.
 func (s *Server) replay(r *request) reply {
 	c, found := s.match(r)
+	needsToken := false
+	if found {
+		_, needsToken = c.Request["i"]
+	} else {
+		for _, rc := range s.recorded(r.endpoint) {
+			if _, has := rc.Request["i"]; has {
+				needsToken = true
+			}
+		}
+	}
+	if needsToken && r.caller == nil {
+		return fail(ocean.ErrCredentialRequired)
+	}
 	if !found {
 		return fail(ocean.ErrInternal.With(map[string]any{
 			"message": "oceantest: no recorded " + r.endpoint + " call has this request"}))
