@@ -37,7 +37,35 @@ const (
 
 // Server is a running fake Ocean. Its API is POST /api/<endpoint> with a JSON
 // body, authenticated like Ocean: `Authorization: Bearer <token>` first, else
-// the body field `i`.
+// the body field `i`. No token where one is needed is 401 CREDENTIAL_REQUIRED,
+// an unknown token is 401 AUTHENTICATION_FAILED (headers and bodies from
+// ocean.Write). Every answer has Ocean's Content-Type and Cache-Control; a
+// 204 has no body.
+//
+// From its state (users, follows, follow requests, blocks, notes, reactions):
+//   - i: the captured MeDetailed of the caller, counts kept current.
+//   - users/show {userId | userIds | username}: UserDetailedNotMe as seen by
+//     the caller (relation flags; a moderator's extra keys for admin;
+//     MeDetailed without secrets for oneself; no flags when anonymous);
+//     unknown user: 404 NO_SUCH_USER.
+//   - users/relation {userId: string | string[]}: relation object(s).
+//   - following/create, following/delete, following/invalidate,
+//     following/requests/accept|reject|cancel, blocking/create: the state
+//     change and Ocean's answer (UserLite, 204, or the blockee's
+//     UserDetailedNotMe) or its endpoint error. A locked followee gets a
+//     pending request unless it follows the caller already.
+//   - notes/create: a captured request made by the captured author is
+//     answered with the captured createdNote byte for byte (and stored);
+//     any other is created (aidx id from the clock, mentions of local
+//     @users, the replied-to user and addressees, nested reply/renote).
+//   - notes/show {noteId}: the note as the caller sees it (hidden when not
+//     visible), with reactionAndUserPairCache as Ocean's notes/show has it.
+//   - notes/reactions/create {noteId, reaction}: 204, counted on the note.
+//
+// Any other endpoint of the capture replays the first recorded call whose
+// request (minus `i`) is equal, preferring one recorded as the same user; an
+// unmatched request there is a 500 naming the problem. Anything else is 404
+// UNKNOWN_API_ENDPOINT. Methods other than POST are 405.
 type Server struct {
 	// URL is the base URL of the server, e.g. http://127.0.0.1:54321.
 	URL string
