@@ -1,0 +1,495 @@
+// Package hooks keeps users' webhook configurations: it stores them in
+// Badger, holds an in-memory index of the active ones for the hot path,
+// answers Ocean's /api/i/webhooks/* management API and lists hooks for
+// operators.
+package hooks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/oceanhooks/oceanhooks/ocean"
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// Keys. Every key of the package starts with "h/".
+//
+//	h/id/<hookID>             the hook (JSON record)
+//	h/user/<userID>/<hookID>  empty: the owner's hooks, in id (= creation) order
+const (
+	prefixHook = "h/id/"
+	prefixUser = "h/user/"
+)
+
+func keyHook(id string) []byte { return []byte(prefixHook + id) }
+
+func keyUserPrefix(userID string) []byte { return []byte(prefixUser + userID + "/") }
+
+func keyUser(userID, id string) []byte { return []byte(prefixUser + userID + "/" + id) }
+
+// maxConflictRetries bounds the retries of a transaction that lost a race.
+const maxConflictRetries = 16
+
+// Errors a caller branches on.
+var (
+	// ErrNotFound: no hook has that id, or it belongs to someone else.
+	ErrNotFound = errors.New("no such webhook")
+	// ErrLimit: the owner already has as many hooks as the limit allows.
+	ErrLimit = errors.New("webhook limit reached")
+)
+
+// Hook is one user webhook, as Ocean models it.
+type Hook struct {
+	ID, UserID, Name string
+	On               []string
+	URL, Secret      string
+	Active           bool
+	LatestSentAt     *time.Time
+	LatestStatus     *int
+}
+
+func (h Hook) target() webhook.Target {
+	return webhook.Target{HookID: h.ID, UserID: h.UserID, URL: h.URL, Secret: h.Secret, Active: h.Active}
+}
+
+// record is the stored form of a Hook.
+type record struct {
+	ID           string     `json:"id"`
+	UserID       string     `json:"userId"`
+	Name         string     `json:"name"`
+	On           []string   `json:"on"`
+	URL          string     `json:"url"`
+	Secret       string     `json:"secret"`
+	Active       bool       `json:"active"`
+	LatestSentAt *time.Time `json:"latestSentAt,omitempty"`
+	LatestStatus *int       `json:"latestStatus,omitempty"`
+}
+
+func encode(h Hook) ([]byte, error) {
+	return json.Marshal(record{ID: h.ID, UserID: h.UserID, Name: h.Name, On: h.On, URL: h.URL,
+		Secret: h.Secret, Active: h.Active, LatestSentAt: h.LatestSentAt, LatestStatus: h.LatestStatus})
+}
+
+func decode(b []byte) (Hook, error) {
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Hook{}, fmt.Errorf("decode hook: %w", err)
+	}
+	return Hook{ID: r.ID, UserID: r.UserID, Name: r.Name, On: cloneOn(r.On), URL: r.URL, Secret: r.Secret,
+		Active: r.Active, LatestSentAt: r.LatestSentAt, LatestStatus: r.LatestStatus}, nil
+}
+
+// cloneOn copies an event type list; empty is [], never null.
+func cloneOn(on []string) []string {
+	if on == nil {
+		return []string{}
+	}
+	return slices.Clone(on)
+}
+
+// Patch is a partial update: nil fields stay as they are.
+type Patch struct {
+	Name, URL, Secret *string
+	On                *[]string
+	Active            *bool
+}
+
+func (p Patch) apply(h *Hook) {
+	if p.Name != nil {
+		h.Name = *p.Name
+	}
+	if p.URL != nil {
+		h.URL = *p.URL
+	}
+	if p.Secret != nil {
+		h.Secret = *p.Secret
+	}
+	if p.On != nil {
+		h.On = cloneOn(*p.On)
+	}
+	if p.Active != nil {
+		h.Active = *p.Active
+	}
+}
+
+// Options configure a Store. Zero values take the defaults.
+type Options struct {
+	// Now is the clock of new ids. Default time.Now.
+	Now func() time.Time
+	// Rand draws the node part of new ids. Default: seeded randomly.
+	Rand *rand.Rand
+	// Logger gets failures of the queue's bookkeeping calls, which return
+	// no error. Default: discard.
+	Logger *slog.Logger
+}
+
+// Store keeps hooks in Badger and the active ones in an in-memory index that
+// the hot path reads without locks or disk. Every write is one Badger
+// transaction; the index changes only after that transaction committed, so a
+// failed write leaves both as they were.
+type Store struct {
+	db  *badger.DB
+	ids *ocean.IDGen
+	now func() time.Time
+	log *slog.Logger
+
+	writeMu sync.Mutex // serialises every write; the index changes under it
+	idx     atomic.Pointer[index]
+}
+
+// Open returns the store of db (opened and closed by the caller) and builds
+// the active index from what is on disk.
+func Open(db *badger.DB, opts Options) (*Store, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{db: db, ids: ocean.NewIDGen(opts.Rand), now: opts.Now, log: opts.Logger}
+	all, err := s.ListAll()
+	if err != nil {
+		return nil, fmt.Errorf("open hooks: %w", err)
+	}
+	s.idx.Store(buildIndex(all))
+	return s, nil
+}
+
+// update runs fn in a read-write transaction and commits it, starting over
+// when the commit lost a race with another writer of the same keys.
+func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	for range maxConflictRetries {
+		err := s.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+	}
+	return badger.ErrConflict
+}
+
+// sync makes a committed management write durable: the server may open
+// Badger without synced writes and sync only what must survive a crash.
+func (s *Store) sync() {
+	if err := s.db.Sync(); err != nil {
+		s.log.Error("hooks: sync to disk failed", "err", err)
+	}
+}
+
+func get(txn *badger.Txn, id string) (Hook, error) {
+	item, err := txn.Get(keyHook(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return Hook{}, ErrNotFound
+	}
+	if err != nil {
+		return Hook{}, err
+	}
+	var h Hook
+	err = item.Value(func(v []byte) error {
+		var err error
+		h, err = decode(v)
+		return err
+	})
+	return h, err
+}
+
+func put(txn *badger.Txn, h Hook) error {
+	b, err := encode(h)
+	if err != nil {
+		return err
+	}
+	return txn.Set(keyHook(h.ID), b)
+}
+
+// Create stores a new hook for h.UserID with a fresh id, unless the owner
+// already has limit hooks (ErrLimit). The count and the insert are one
+// transaction. LatestSentAt and LatestStatus start empty.
+func (s *Store) Create(h Hook, limit int) (Hook, error) {
+	if !ocean.IsID(h.UserID) {
+		return Hook{}, fmt.Errorf("create hook: invalid user id %q", h.UserID)
+	}
+	s.writeMu.Lock()
+	h.ID = s.ids.Next(s.now())
+	h.On = cloneOn(h.On)
+	h.LatestSentAt, h.LatestStatus = nil, nil
+	err := s.update(func(txn *badger.Txn) error {
+		if count(txn, h.UserID) >= limit {
+			return ErrLimit
+		}
+		if err := put(txn, h); err != nil {
+			return err
+		}
+		return txn.Set(keyUser(h.UserID, h.ID), nil)
+	})
+	if err == nil {
+		s.idx.Store(s.idx.Load().with(nil, &h))
+	}
+	s.writeMu.Unlock()
+	if err != nil {
+		if errors.Is(err, ErrLimit) {
+			return Hook{}, err
+		}
+		return Hook{}, fmt.Errorf("create hook: %w", err)
+	}
+	s.sync()
+	return h, nil
+}
+
+// Get returns the hook with id, ErrNotFound if there is none.
+func (s *Store) Get(id string) (Hook, error) {
+	var h Hook
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		h, err = get(txn, id)
+		return err
+	})
+	return h, err
+}
+
+// Owned returns the hook with id if userID owns it, else ErrNotFound.
+func (s *Store) Owned(userID, id string) (Hook, error) {
+	h, err := s.Get(id)
+	if err != nil {
+		return Hook{}, err
+	}
+	if h.UserID != userID {
+		return Hook{}, ErrNotFound
+	}
+	return h, nil
+}
+
+// Update applies p to userID's hook id in one read-modify-write transaction
+// and returns the result; ErrNotFound if userID owns no such hook.
+func (s *Store) Update(userID, id string, p Patch) (Hook, error) {
+	return s.modify(id, func(h *Hook) error {
+		if h.UserID != userID {
+			return ErrNotFound
+		}
+		p.apply(h)
+		return nil
+	})
+}
+
+// modify is the read-modify-write of every index-changing update.
+func (s *Store) modify(id string, fn func(h *Hook) error) (Hook, error) {
+	s.writeMu.Lock()
+	var old, h Hook
+	err := s.update(func(txn *badger.Txn) error {
+		var err error
+		if old, err = get(txn, id); err != nil {
+			return err
+		}
+		h = old
+		h.On = cloneOn(old.On)
+		if err := fn(&h); err != nil {
+			return err
+		}
+		return put(txn, h)
+	})
+	if err == nil {
+		s.idx.Store(s.idx.Load().with(&old, &h))
+	}
+	s.writeMu.Unlock()
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return Hook{}, err
+		}
+		return Hook{}, fmt.Errorf("update hook %s: %w", id, err)
+	}
+	s.sync()
+	return h, nil
+}
+
+// Delete removes userID's hook id; ErrNotFound if userID owns no such hook.
+func (s *Store) Delete(userID, id string) error {
+	s.writeMu.Lock()
+	var old Hook
+	err := s.update(func(txn *badger.Txn) error {
+		var err error
+		if old, err = get(txn, id); err != nil {
+			return err
+		}
+		if old.UserID != userID {
+			return ErrNotFound
+		}
+		if err := txn.Delete(keyHook(id)); err != nil {
+			return err
+		}
+		return txn.Delete(keyUser(old.UserID, id))
+	})
+	if err == nil {
+		s.idx.Store(s.idx.Load().with(&old, nil))
+	}
+	s.writeMu.Unlock()
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("delete hook %s: %w", id, err)
+	}
+	s.sync()
+	return nil
+}
+
+// List returns userID's hooks in creation order (Ocean's DB order).
+func (s *Store) List(userID string) ([]Hook, error) {
+	out := []Hook{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := keyUserPrefix(userID)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			id := string(it.Item().Key()[len(prefix):])
+			h, err := get(txn, id)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, h)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list hooks of %s: %w", userID, err)
+	}
+	return out, nil
+}
+
+// ListAll returns every hook in creation order.
+func (s *Store) ListAll() ([]Hook, error) {
+	out := []Hook{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixHook), PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var h Hook
+			err := it.Item().Value(func(v []byte) error {
+				var err error
+				h, err = decode(v)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			out = append(out, h)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list hooks: %w", err)
+	}
+	return out, nil
+}
+
+// Count returns how many hooks userID has.
+func (s *Store) Count(userID string) (int, error) {
+	var n int
+	err := s.db.View(func(txn *badger.Txn) error {
+		n = count(txn, userID)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count hooks of %s: %w", userID, err)
+	}
+	return n, nil
+}
+
+func count(txn *badger.Txn, userID string) int {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: keyUserPrefix(userID)})
+	defer it.Close()
+	n := 0
+	for it.Rewind(); it.Valid(); it.Next() {
+		n++
+	}
+	return n
+}
+
+// Subscribed reports whether userID has an active hook on eventType. Memory
+// only.
+func (s *Store) Subscribed(userID, eventType string) bool {
+	return s.idx.Load().subscribed(userID, eventType)
+}
+
+// AnySubscribed reports whether any active hook of anyone is on one of
+// eventTypes. Memory only, O(len(eventTypes)).
+func (s *Store) AnySubscribed(eventTypes ...string) bool {
+	idx := s.idx.Load()
+	for _, t := range eventTypes {
+		if idx.typeCounts[t] > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ActiveHooks returns where userID's active hooks on eventType deliver, in
+// creation order. Memory only; the slice is the caller's.
+func (s *Store) ActiveHooks(userID, eventType string) []webhook.Target {
+	return s.idx.Load().active(userID, eventType)
+}
+
+// Target returns where hook hookID delivers now (read at attempt time, so an
+// edited URL or secret applies to the next attempt), inactive hooks included;
+// false if it no longer exists.
+func (s *Store) Target(hookID string) (webhook.Target, bool) {
+	h, err := s.Get(hookID)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			s.log.Error("hooks: read target", "hook", hookID, "err", err)
+		}
+		return webhook.Target{}, false
+	}
+	return h.target(), true
+}
+
+// RecordAttempt sets the hook's latestSentAt/latestStatus after a delivery
+// attempt, as Ocean does after every attempt. It is a read-modify-write in
+// one transaction, serialised with the store's other writes (and retried on
+// a conflict all the same), so it never loses a concurrent edit of the
+// hook's other fields. It costs no fsync: the bookkeeping may trail a crash.
+// A deleted hook is left alone.
+func (s *Store) RecordAttempt(hookID string, at time.Time, status int) {
+	at = at.UTC()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	err := s.update(func(txn *badger.Txn) error {
+		h, err := get(txn, hookID)
+		if err != nil {
+			return err
+		}
+		h.LatestSentAt, h.LatestStatus = &at, &status
+		return put(txn, h)
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		s.log.Error("hooks: record attempt", "hook", hookID, "err", err)
+	}
+}
+
+// Deactivate turns hook hookID off (a receiver answered 410 Gone): it keeps
+// its configuration but receives nothing until its owner activates it again.
+func (s *Store) Deactivate(hookID string) {
+	_, err := s.modify(hookID, func(h *Hook) error {
+		h.Active = false
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		s.log.Error("hooks: deactivate", "hook", hookID, "err", err)
+		return
+	}
+	if err == nil {
+		s.log.Info("hooks: deactivated", "hook", hookID)
+	}
+}
