@@ -115,6 +115,15 @@ func TestFollowingCreateCases(t *testing.T) {
 			wantMe:    1,
 		},
 		{
+			name:  "neither following nor pending after the call: nothing",
+			hooks: allHooks(alice, bob),
+			setup: func(o *fakeOcean) {
+				o.answer("users/relation", "userId", bob, rel(bob, false, false, false, false))
+			},
+			wantCalls: []string{`users/relation {"userId":"` + bob + `"}`},
+			wantMe:    1,
+		},
+		{
 			name:  "only the followee subscribes: followed alone, the followee's view is not read",
 			hooks: allHooks(bob),
 			setup: func(o *fakeOcean) {
@@ -546,14 +555,16 @@ func TestBlockingCreate(t *testing.T) {
 			hooks:     allHooks(alice, bob),
 			relation:  rel(bob, true, false, false, false),
 			want:      map[got]string{{webhook.Unfollow, alice}: `{"user":` + blockAnswer + `}`},
-			wantCalls: 1, wantMe: 1,
+			wantCalls: 1,
+			wantMe:    1,
 		},
 		{
 			name:      "blockee followed the caller: unfollow to the blockee",
 			hooks:     allHooks(alice, bob),
 			relation:  rel(bob, false, true, false, false),
 			want:      map[got]string{{webhook.Unfollow, bob}: `{"user":` + aliceSeenByBob + `}`},
-			wantCalls: 2, wantMe: 1,
+			wantCalls: 2,
+			wantMe:    1,
 		},
 		{
 			name:     "pending requests both ways: one unfollow each",
@@ -563,13 +574,15 @@ func TestBlockingCreate(t *testing.T) {
 				{webhook.Unfollow, alice}: `{"user":` + blockAnswer + `}`,
 				{webhook.Unfollow, bob}:   `{"user":` + aliceSeenByBob + `}`,
 			},
-			wantCalls: 2, wantMe: 1,
+			wantCalls: 2,
+			wantMe:    1,
 		},
 		{
 			name:      "no relation: nothing",
 			hooks:     allHooks(alice, bob),
 			relation:  rel(bob, false, false, false, false),
-			wantCalls: 1, wantMe: 1,
+			wantCalls: 1,
+			wantMe:    1,
 		},
 		{
 			name:     "nobody involved subscribes: no relation read",
@@ -581,19 +594,22 @@ func TestBlockingCreate(t *testing.T) {
 			name:      "only the blockee subscribes and only the caller followed: nothing",
 			hooks:     &fakeSubs{hooks: []hook{{user: bob, on: []string{webhook.Unfollow}, active: true}}},
 			relation:  rel(bob, true, false, false, false),
-			wantCalls: 1, wantMe: 1,
+			wantCalls: 1,
+			wantMe:    1,
 		},
 		{
 			name:      "relation read before the block failed: skipped and counted",
 			hooks:     allHooks(alice, bob),
-			wantCalls: 1, wantMe: 1,
-			skipped: 2,
+			wantCalls: 1,
+			wantMe:    1,
+			skipped:   2,
 		},
 		{
 			name:      "relation read failed but Ocean refused the block: nothing counted",
 			hooks:     allHooks(alice, bob),
 			status:    400,
-			wantCalls: 1, wantMe: 1,
+			wantCalls: 1,
+			wantMe:    1,
 		},
 		{
 			name:     "Before did not run: nothing",
@@ -606,8 +622,9 @@ func TestBlockingCreate(t *testing.T) {
 			hooks:     allHooks(alice, bob),
 			relation:  rel(bob, true, false, false, false),
 			answer:    `{"id":`,
-			wantCalls: 1, wantMe: 1,
-			failure: true,
+			wantCalls: 1,
+			wantMe:    1,
+			failure:   true,
 		},
 	}
 	for _, tt := range tests {
