@@ -130,7 +130,14 @@ func (e *Engine) Observe(ctx context.Context, obs *proxy.Observation) error {
 	}
 	c := &call{ctx: ctx, e: e, r: r, obs: obs}
 	defer c.close()
-	if err := r.derive(c); err != nil {
+	var err error
+	if r.answers == answersObject {
+		c.answer, err = c.response()
+	}
+	if err == nil {
+		err = r.derive(c)
+	}
+	if err != nil {
 		e.m.failures.WithLabelValues(r.endpoint, failureReason(err)).Inc()
 		return fmt.Errorf("derive %s: %w", r.endpoint, err)
 	}

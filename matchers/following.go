@@ -13,17 +13,20 @@ type userIDParam struct {
 	UserID string `json:"userId"`
 }
 
-// targetID is the userId the call named, or else the id in Ocean's answer.
-func (c *call) targetID() string {
-	if id := c.requestString("userId"); id != "" {
-		return id
+// targetID is the userId the call named, checked against the id in Ocean's
+// answer (the target's UserLite): a mismatch is an answer we do not trust.
+func (c *call) targetID() (string, error) {
+	id := c.requestString("userId")
+	answered := stringField(c.answer, "id")
+	switch {
+	case id == "" && answered == "":
+		return "", fmt.Errorf("no target user id: %w", errMalformed)
+	case id == "":
+		return answered, nil
+	case answered != "" && answered != id:
+		return "", fmt.Errorf("answer is another user: %w", errMalformed)
 	}
-	if gjson.ValidBytes(c.obs.Response) {
-		if v := gjson.GetBytes(c.obs.Response, "id"); v.Type == gjson.String {
-			return v.Str
-		}
-	}
-	return ""
+	return id, nil
 }
 
 // userView reads users/show of id as the caller sees it.
@@ -80,9 +83,9 @@ func b2i(b bool) int {
 // `followed` to the followee (the caller as UserLite). users/relation after
 // the call tells which.
 func deriveFollowingCreate(c *call) error {
-	followee := c.targetID()
-	if followee == "" {
-		return fmt.Errorf("no followee id: %w", errMalformed)
+	followee, err := c.targetID()
+	if err != nil {
+		return err
 	}
 	wantFollowed := c.wants(followee, webhook.Followed)
 	anyFollow := c.e.subs.AnySubscribed(webhook.Follow)
@@ -131,9 +134,9 @@ func deriveFollowingCreate(c *call) error {
 // deriveFollowingDelete: `unfollow` to the caller, with the former followee
 // as the caller sees them after the change.
 func deriveFollowingDelete(c *call) error {
-	followee := c.targetID()
-	if followee == "" {
-		return fmt.Errorf("no followee id: %w", errMalformed)
+	followee, err := c.targetID()
+	if err != nil {
+		return err
 	}
 	caller, err := c.callerID()
 	if err != nil {
@@ -289,14 +292,10 @@ func deriveBlockingCreate(c *call) error {
 		return nil
 	}
 	if st.wantCaller && (st.rel.following || st.rel.requestFromYou) {
-		res, err := c.response()
-		if err != nil {
-			return err
-		}
-		if stringField(res, "id") != st.blockee {
+		if stringField(c.answer, "id") != st.blockee {
 			return fmt.Errorf("answer is not the blockee: %w", errMalformed)
 		}
-		c.emit(webhook.Unfollow, st.caller, userBody([]byte(res.Raw)))
+		c.emit(webhook.Unfollow, st.caller, userBody([]byte(c.answer.Raw)))
 	}
 	if st.wantBlockee && (st.rel.followed || st.rel.requestToYou) {
 		body, err := c.callerSeenBy(st.caller, st.blockee, &st.rel, func(r *relation) {

@@ -16,11 +16,7 @@ import (
 // someone else and every addressee of a specified note). It needs no extra
 // Ocean read: every recipient id is in the answer.
 func deriveNotesCreate(c *call) error {
-	res, err := c.response()
-	if err != nil {
-		return err
-	}
-	note := res.Get("createdNote")
+	note := c.answer.Get("createdNote")
 	switch {
 	case note.Type == gjson.Null && note.Exists():
 		// Forks with scheduled notes answer createdNote:null; the note is

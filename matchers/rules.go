@@ -3,6 +3,7 @@ package matchers
 import (
 	"context"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 
@@ -17,6 +18,9 @@ type rule struct {
 	// causes lists every event type the endpoint can cause; the tap's gate
 	// is AnySubscribed(causes...).
 	causes []string
+	// answers says what Ocean's 2xx answer is: a JSON object (checked before
+	// derive runs: anything else means no event) or nothing (204).
+	answers answerKind
 	// before, if set, runs before the call is forwarded and may leave state
 	// in obs.State for derive.
 	before func(c *call)
@@ -25,6 +29,13 @@ type rule struct {
 	// skips the events that needed it, via c.skip.
 	derive func(c *call) error
 }
+
+type answerKind int
+
+const (
+	answersObject answerKind = iota
+	answersNothing
+)
 
 // table maps each tapped endpoint to its rule. A new endpoint is a new row.
 var table = []rule{
@@ -50,11 +61,13 @@ var table = []rule{
 	},
 	{
 		endpoint: "following/requests/accept",
+		answers:  answersNothing,
 		causes:   []string{webhook.Follow, webhook.Followed},
 		derive:   deriveRequestAccept,
 	},
 	{
 		endpoint: "following/requests/reject",
+		answers:  answersNothing,
 		causes:   []string{webhook.Unfollow},
 		derive:   deriveRequestReject,
 	},
@@ -66,6 +79,7 @@ var table = []rule{
 	},
 	{
 		endpoint: "notes/reactions/create",
+		answers:  answersNothing,
 		causes:   []string{webhook.Reaction},
 		derive:   deriveReactionCreate,
 	},
@@ -77,6 +91,7 @@ type call struct {
 	e      *Engine
 	r      *rule
 	obs    *proxy.Observation
+	answer gjson.Result // Ocean's answer, for rules whose answer is an object
 	events []webhook.Event
 
 	meDone bool
@@ -143,7 +158,7 @@ func (c *call) read(endpoint string, params any) (gjson.Result, error) {
 	if err != nil {
 		return gjson.Result{}, fmt.Errorf("%s: %w", endpoint, err)
 	}
-	if !gjson.ValidBytes(body) {
+	if !validJSON(body) {
 		return gjson.Result{}, fmt.Errorf("%s: invalid JSON: %w", endpoint, errMalformed)
 	}
 	res := gjson.ParseBytes(body)
@@ -175,9 +190,9 @@ func (c *call) requestString(field string) string {
 	return v.Str
 }
 
-// response returns Ocean's answer as a JSON object, or errMalformed.
+// response parses Ocean's answer, which must be a JSON object.
 func (c *call) response() (gjson.Result, error) {
-	if !gjson.ValidBytes(c.obs.Response) {
+	if !validJSON(c.obs.Response) {
 		return gjson.Result{}, fmt.Errorf("response is not JSON: %w", errMalformed)
 	}
 	res := gjson.ParseBytes(c.obs.Response)
@@ -185,4 +200,10 @@ func (c *call) response() (gjson.Result, error) {
 		return gjson.Result{}, fmt.Errorf("response is not an object: %w", errMalformed)
 	}
 	return res, nil
+}
+
+// validJSON reports whether b is JSON in UTF-8, as every Ocean answer is:
+// event bodies copy its bytes, so they must be fit to send on as they are.
+func validJSON(b []byte) bool {
+	return gjson.ValidBytes(b) && utf8.Valid(b)
 }
