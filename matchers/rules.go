@@ -152,7 +152,7 @@ func (c *call) callerID() (string, error) {
 }
 
 // read posts params to an Ocean endpoint with the caller's token and returns
-// the answer, which must be a JSON object (or, with arrayOK, an array).
+// the answer, which must be a JSON object or array.
 func (c *call) read(endpoint string, params any) (gjson.Result, error) {
 	body, err := c.e.oc.Call(c.reads(), endpoint, c.obs.Token, params)
 	if err != nil {
@@ -163,7 +163,7 @@ func (c *call) read(endpoint string, params any) (gjson.Result, error) {
 	}
 	res := gjson.ParseBytes(body)
 	if !res.IsObject() && !res.IsArray() {
-		return gjson.Result{}, fmt.Errorf("%s: not an object: %w", endpoint, errMalformed)
+		return gjson.Result{}, fmt.Errorf("%s: neither object nor array: %w", endpoint, errMalformed)
 	}
 	return res, nil
 }
