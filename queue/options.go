@@ -140,10 +140,13 @@ func setDefault[T int | time.Duration](v *T, d T) {
 
 // BadgerOptions are the options the server must open the shared database
 // with: SyncWrites off (the queue group-commits its own syncs, see the package
-// doc) and Badger's logger off (its chatter is not ours to print).
+// doc), values over 1 KiB (envelopes) in the value log so that the LSM tree
+// stays small and value-log GC reclaims delivered bodies, and Badger's logger
+// off (its chatter is not ours to print).
 func BadgerOptions(dir string) badger.Options {
 	return badger.DefaultOptions(dir).
 		WithSyncWrites(false).
+		WithValueThreshold(1 << 10).
 		WithLogger(nil).
 		WithMetricsEnabled(false)
 }
