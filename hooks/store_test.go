@@ -172,7 +172,7 @@ func TestCreateRejectsAnInvalidUserID(t *testing.T) {
 	assert.Empty(t, all)
 }
 
-func TestUpdate(t *testing.T) {
+func TestStoreUpdate(t *testing.T) {
 	s, _ := newStore(t)
 	h := mustCreate(t, s, hook(alice, "a", webhook.Note))
 

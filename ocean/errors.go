@@ -4,8 +4,10 @@
 package ocean
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 )
 
@@ -24,6 +26,66 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// infoOrder is the order Ocean writes the keys of info in: an internal
+// error's {message, code, id}, Ajv's {param, reason}. Other keys follow,
+// sorted.
+var infoOrder = []string{"message", "code", "id", "param", "reason"}
+
+// MarshalJSON writes e with Ocean's key order, inside info too.
+func (e *Error) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(`{"message":`)
+	writeJSON(&b, e.Message)
+	b.WriteString(`,"code":`)
+	writeJSON(&b, e.Code)
+	b.WriteString(`,"id":`)
+	writeJSON(&b, e.ID)
+	b.WriteString(`,"kind":`)
+	writeJSON(&b, e.Kind)
+	if len(e.Info) > 0 {
+		b.WriteString(`,"info":{`)
+		keys := make([]string, 0, len(e.Info))
+		for _, k := range infoOrder {
+			if _, ok := e.Info[k]; ok {
+				keys = append(keys, k)
+			}
+		}
+		rest := make([]string, 0, len(e.Info))
+		for k := range e.Info {
+			if !slices.Contains(infoOrder, k) {
+				rest = append(rest, k)
+			}
+		}
+		slices.Sort(rest)
+		for i, k := range append(keys, rest...) {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			writeJSON(&b, k)
+			b.WriteByte(':')
+			if err := writeValue(&b, e.Info[k]); err != nil {
+				return nil, err
+			}
+		}
+		b.WriteByte('}')
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+func writeJSON(b *bytes.Buffer, s string) { _ = writeValue(b, s) }
+
+// writeValue encodes v as JSON.stringify would: no HTML escaping.
+func writeValue(b *bytes.Buffer, v any) error {
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	b.Truncate(b.Len() - 1) // Encode's newline
+	return nil
+}
 
 // HTTPStatus is the status Ocean answers the error with.
 func (e *Error) HTTPStatus() int {
@@ -64,9 +126,11 @@ func (e *Error) With(info map[string]any) *Error {
 
 // Write sends e the way Ocean does, with Ocean's Cache-Control header.
 func Write(w http.ResponseWriter, e *Error) {
-	body, _ := json.Marshal(struct {
+	var buf bytes.Buffer
+	_ = writeValue(&buf, struct {
 		Error *Error `json:"error"`
 	}{e})
+	body := buf.Bytes()
 	h := w.Header()
 	for k, vs := range e.Header {
 		h[k] = vs

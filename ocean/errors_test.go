@@ -46,3 +46,19 @@ func TestWrite(t *testing.T) {
 	}
 	assert.Empty(t, ErrInvalidParam.Header, "Write does not change the shared values")
 }
+
+func TestErrorKeyOrderIsOceans(t *testing.T) {
+	// As captured from Ocean (i/webhooks/test with an admin type).
+	want := `{"error":{"message":"Internal error occurred. Please contact us if the error persists.","code":"INTERNAL_ERROR",` +
+		`"id":"5d37dbcb-891e-41ca-a3d6-e690c97775ac","kind":"server","info":{"message":"Unhandled webhook type: reportCreated",` +
+		`"code":"Error","id":"b8370a3f-56ed-4747-b066-8294271f06e8"}}}`
+	rec := httptest.NewRecorder()
+	Write(rec, ErrInternal.With(map[string]any{"id": "b8370a3f-56ed-4747-b066-8294271f06e8", "code": "Error",
+		"message": "Unhandled webhook type: reportCreated"}))
+	assert.Equal(t, want, rec.Body.String())
+
+	rec = httptest.NewRecorder()
+	Write(rec, ErrInvalidParam.With(map[string]any{"reason": "must be string", "param": "#/properties/url/type", "z": 1, "a": "<&>"}))
+	assert.Equal(t, `{"error":{"message":"Invalid param.","code":"INVALID_PARAM","id":"3d81ceae-475f-4600-b2a8-2bc116157532",`+
+		`"kind":"client","info":{"param":"#/properties/url/type","reason":"must be string","a":"<&>","z":1}}}`, rec.Body.String())
+}
