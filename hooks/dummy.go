@@ -117,9 +117,9 @@ type dummyNoteDetail struct {
 
 // dummyUser is the raw material of a dummy user.
 type dummyUser struct {
-	id, username, name                   string
-	followers, following, notes          int
-	updatedDaysAgo, lastFetchedDaysAgo   int
+	id, username, name                 string
+	followers, following, notes        int
+	updatedDaysAgo, lastFetchedDaysAgo int
 }
 
 var (

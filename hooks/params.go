@@ -39,7 +39,9 @@ func str(minLen, maxLen int) *schema {
 	return &schema{typ: "string", minLength: minLen, maxLength: maxLen}
 }
 
-func idParam() *schema { return &schema{typ: "string", minLength: -1, maxLength: -1, format: "misskey:id"} }
+func idParam() *schema {
+	return &schema{typ: "string", minLength: -1, maxLength: -1, format: "misskey:id"}
+}
 
 func object(required []string, props ...property) *schema {
 	return &schema{typ: "object", minLength: -1, maxLength: -1, props: props, required: required}
