@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -265,3 +266,30 @@ func list(t testing.TB, q *Queue, hook string) []webhook.Delivery {
 func fmtSscan(s string, v *int) (int, error) { return fmt.Sscan(s, v) }
 
 func fmtInt(n int) string { return fmt.Sprint(n) }
+
+// allKeys lists every key in the database.
+func allKeys(t testing.TB, q *Queue) []string {
+	t.Helper()
+	var keys []string
+	require.NoError(t, q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, string(it.Item().KeyCopy(nil)))
+		}
+		return nil
+	}))
+	return keys
+}
+
+func containsStr(s, sub string) bool { return strings.Contains(s, sub) }
+
+func schedOf(q *Queue) map[string]hookState {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m := map[string]hookState{}
+	for k, v := range q.sched {
+		m[k] = *v
+	}
+	return m
+}
