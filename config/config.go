@@ -105,14 +105,16 @@ type Auth struct {
 	CacheTTL Duration `yaml:"cacheTTL"`
 	// FailureTTL is how long a rejected token is remembered. Default 5s.
 	FailureTTL Duration `yaml:"failureTTL"`
-	// Timeout bounds one /api/i request to Ocean. Default 5s.
+	// Timeout bounds each request the sidecar makes to Ocean's API: /api/i,
+	// and each extra read while deriving events. Default 5s.
 	Timeout Duration `yaml:"timeout"`
 }
 
 // Events configures event derivation.
 type Events struct {
-	// ReadTimeout bounds each extra read of Ocean made while deriving events
-	// (users/show, users/relation, notes/show). Default 3s.
+	// ReadTimeout bounds, all together, the extra reads of Ocean that one
+	// tapped API call needs while its events are derived (the caller's
+	// identity, relations, public user views). Default 3s.
 	ReadTimeout Duration `yaml:"readTimeout"`
 }
 

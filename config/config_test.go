@@ -334,6 +334,12 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func TestEphemeralPortsForBothListeners(t *testing.T) {
+	c := Default()
+	c.Listen, c.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
+	assert.NoError(t, c.Validate(), "port 0 picks two different ports")
+}
+
 func writeFile(t *testing.T, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "oceanhooks.yaml")

@@ -23,7 +23,7 @@ func (c Config) validate() []Problem {
 	if err := checkAddr(c.AdminListen); err != nil {
 		bad("adminListen", "%v", err)
 	}
-	if c.Listen != "" && c.Listen == c.AdminListen {
+	if _, port, err := net.SplitHostPort(c.Listen); err == nil && port != "0" && c.Listen == c.AdminListen {
 		bad("adminListen", "must differ from listen (%s)", c.Listen)
 	}
 	if err := checkURL(c.Upstream); err != nil {

@@ -1,0 +1,417 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/urfave/cli/v2"
+
+	"github.com/oceanhooks/oceanhooks/config"
+	"github.com/oceanhooks/oceanhooks/internal/oceantest"
+	"github.com/oceanhooks/oceanhooks/server"
+)
+
+// runAsMain makes the test binary act as the oceanhooks binary when re-executed
+// by a test (a name outside OCEANHOOKS_, which is reserved for settings).
+const runAsMain = "GO_TEST_RUN_OCEANHOOKS_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runAsMain) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// command returns the oceanhooks program (this test binary) with args.
+func command(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command(exe, args...)
+	// GORACE: a race-enabled child otherwise sleeps a second before exiting 0.
+	cmd.Env = append(withoutSettings(os.Environ()), runAsMain+"=1", "GORACE=atexit_sleep_ms=0")
+	return cmd
+}
+
+// withoutSettings drops OCEANHOOKS_ variables so that the caller's
+// environment cannot change what a test checks.
+func withoutSettings(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, config.EnvPrefix) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// cli runs the command line in-process and returns stdout, stderr and the error.
+func runCLI(t *testing.T, environ []string, args ...string) (string, string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := newApp(&stdout, &stderr, environ).RunContext(context.Background(), append([]string{"oceanhooks"}, args...))
+	return stdout.String(), stderr.String(), err
+}
+
+func writeConfig(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "oceanhooks.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+	return p
+}
+
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	require.True(t, errors.As(err, &ee), "%v", err)
+	return ee.ExitCode()
+}
+
+func TestCheckConfigExitCodes(t *testing.T) {
+	good := writeConfig(t, "listen: \":4001\"\ndelivery:\n  maxAttempts: 5\n")
+	bad := writeConfig(t, "listne: \":4001\"\nupstream: ocean\ndelivery:\n  backoffBase: soon\n")
+	tests := []struct {
+		name       string
+		args       []string
+		env        []string
+		code       int
+		stdout     []string
+		stderr     []string
+		notStdout  []string
+		notStderrs []string
+	}{
+		{name: "the example", args: []string{"check-config", "config.example.yaml"}, code: 0,
+			stdout: []string{"ok: config.example.yaml", "listen :3001 → upstream http://127.0.0.1:3000"}},
+		{name: "a good file", args: []string{"check-config", good}, code: 0,
+			stdout: []string{"ok: " + good, "listen :4001"}},
+		{name: "no file: defaults and env", args: []string{"check-config"}, env: []string{"OCEANHOOKS_LISTEN=:5001"}, code: 0,
+			stdout: []string{"ok: (no file", "listen :5001"}},
+		{name: "file from OCEANHOOKS_CONFIG", args: []string{"check-config"}, env: []string{"OCEANHOOKS_CONFIG=" + good}, code: 0,
+			stdout: []string{"ok: " + good}},
+		{name: "every problem listed", args: []string{"check-config", bad}, code: 1,
+			stderr: []string{
+				"config: 3 problems:",
+				"listne: unknown key, did you mean \"listen\"? (" + bad + " line 1)",
+				"delivery.backoffBase: invalid duration \"soon\"",
+				"upstream: invalid URL \"ocean\"",
+			},
+			notStdout: []string{"ok"}},
+		{name: "env problems too", args: []string{"check-config", good}, env: []string{"OCEANHOOKS_DELIVERY_WORKERS=lots"}, code: 1,
+			stderr: []string{"delivery.workers: want an integer, got \"lots\" (env OCEANHOOKS_DELIVERY_WORKERS)"}},
+		{name: "missing file", args: []string{"check-config", filepath.Join(t.TempDir(), "nope.yaml")}, code: 1,
+			stderr: []string{"read config file"}},
+		{name: "too many arguments", args: []string{"check-config", good, good}, code: 1,
+			stderr: []string{"at most one FILE"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := command(t, tt.args...)
+			cmd.Env = append(cmd.Env, tt.env...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			assert.Equal(t, tt.code, exitCode(t, cmd.Run()), "stderr: %s", stderr.String())
+			for _, s := range tt.stdout {
+				assert.Contains(t, stdout.String(), s)
+			}
+			for _, s := range tt.stderr {
+				assert.Contains(t, stderr.String(), s)
+			}
+			for _, s := range tt.notStdout {
+				assert.NotContains(t, stdout.String(), s)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	stdout, _, err := runCLI(t, nil, "version")
+	require.NoError(t, err)
+	assert.Contains(t, stdout, "oceanhooks dev\n")
+	assert.Contains(t, stdout, "go: go1.")
+	assert.Contains(t, stdout, "module: github.com/oceanhooks/oceanhooks")
+}
+
+func TestServeRejectsABadConfigBeforeStarting(t *testing.T) {
+	_, _, err := runCLI(t, nil, "serve", "--listen", "nowhere", "--log-level", "loud", "--data-dir", t.TempDir())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "listen: invalid address \"nowhere\"")
+	assert.Contains(t, err.Error(), "(flag --listen)")
+	assert.Contains(t, err.Error(), "log.level: must be debug, info, warn or error, got \"loud\" (flag --log-level)")
+
+	_, _, err = runCLI(t, nil, "serve", "extra")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "serve takes no arguments")
+}
+
+func TestServeFlagsBeatEnvAndFile(t *testing.T) {
+	file := writeConfig(t, "upstream: http://file:3000\nlisten: \":4001\"\n")
+	for _, key := range []string{"listen", "upstream", "publicURL", "dataDir", "adminListen", "log.level", "log.format"} {
+		found := false
+		for _, f := range serveFlags {
+			found = found || f.key == key
+		}
+		assert.True(t, found, "a serve flag sets %s", key)
+	}
+	// The serve command's flags, loaded as serve loads them (without serving).
+	env := []string{"OCEANHOOKS_LISTEN=:5001", "OCEANHOOKS_UPSTREAM=http://env:3000"}
+	app := newApp(io.Discard, io.Discard, env)
+	var got config.Config
+	for _, c := range app.Commands {
+		if c.Name == "serve" {
+			c.Action = func(ctx *cli.Context) error {
+				var err error
+				got, err = loadConfig(ctx, ctx.String("config"), env)
+				return err
+			}
+		}
+	}
+	require.NoError(t, app.Run([]string{"oceanhooks", "serve", "--config", file, "--listen", ":6001", "--public-url", "https://ocean.example"}))
+	assert.Equal(t, ":6001", got.Listen, "flag beats env and file")
+	assert.Equal(t, "http://env:3000", got.Upstream, "env beats file")
+	assert.Equal(t, "https://ocean.example", got.PublicURL)
+}
+
+func TestOperatorCommandsNeedTheServer(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	_, _, err := runCLI(t, nil, "hooks", "list", "--admin", dead.URL)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is `oceanhooks serve` running")
+
+	_, _, err = runCLI(t, nil, "deliveries", "redeliver")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "webhook")
+}
+
+// lockedBuffer collects a child's stderr and lets a test wait for a line.
+type lockedBuffer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (b *lockedBuffer) add(line string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.lines = append(b.lines, line)
+}
+
+// find returns the first JSON log record whose msg is msg.
+func (b *lockedBuffer) find(msg string) map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range b.lines {
+		var rec map[string]any
+		if json.Unmarshal([]byte(l), &rec) == nil && rec["msg"] == msg {
+			return rec
+		}
+	}
+	return nil
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.lines, "\n")
+}
+
+// TestSIGTERMDuringASlowRequest runs the real program: a request in flight
+// when SIGTERM arrives still gets the upstream's answer, and the process
+// exits 0.
+func TestSIGTERMDuringASlowRequest(t *testing.T) {
+	arrived := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/slow" {
+			return
+		}
+		once.Do(func() { close(arrived) })
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"slow":"answer"}`)
+	}))
+	t.Cleanup(upstream.Close)
+
+	cmd := command(t, "serve", "--upstream", upstream.URL, "--listen", "127.0.0.1:0",
+		"--admin-listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json")
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	var gone atomic.Bool
+	logs := &lockedBuffer{}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.add(sc.Text())
+		}
+		err := cmd.Wait()
+		gone.Store(true)
+		exited <- err
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	})
+
+	var addr string
+	require.Eventually(t, func() bool {
+		if rec := logs.find("proxy listening"); rec != nil {
+			addr, _ = rec["addr"].(string)
+		}
+		return addr != "" || gone.Load()
+	}, 60*time.Second, 20*time.Millisecond)
+	require.NotEmpty(t, addr, "the server logs its address; logs:\n%s", logs)
+
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/slow")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		got <- result{status: resp.StatusCode, body: string(b), err: err}
+	}()
+	<-arrived
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.Eventually(t, func() bool { return logs.find("shutting down") != nil }, 30*time.Second, 10*time.Millisecond,
+		"logs:\n%s", logs)
+	close(release)
+
+	res := <-got
+	require.NoError(t, res.err)
+	assert.Equal(t, http.StatusOK, res.status)
+	assert.JSONEq(t, `{"slow":"answer"}`, res.body)
+	select {
+	case err := <-exited:
+		assert.NoError(t, err, "exit status; logs:\n%s", logs)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the process did not exit; logs:\n%s", logs)
+	}
+	assert.NotNil(t, logs.find("stopped"))
+}
+
+// startServer runs a server in-process for the operator commands.
+func startServer(t *testing.T, upstream string) *server.Server {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
+	cfg.Upstream = upstream
+	s, err := server.New(cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		assert.NoError(t, <-done)
+	})
+	return s
+}
+
+func createHook(t *testing.T, proxyAddr, token, name string) string {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"name": name, "url": "https://receiver.example/" + name, "secret": "hush", "on": []string{"note", "follow"}})
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodPost, "http://"+proxyAddr+"/api/i/webhooks/create", bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", out)
+	var h struct{ ID string }
+	require.NoError(t, json.Unmarshal(out, &h))
+	return h.ID
+}
+
+func TestOperatorCommandsAgainstARunningServer(t *testing.T) {
+	oc := oceantest.New(t)
+	s := startServer(t, oc.URL)
+	admin := "http://" + s.AdminAddr().String()
+	aliceHook := createHook(t, s.Addr().String(), oceantest.TokenAlice, "alices")
+	bobHook := createHook(t, s.Addr().String(), oceantest.TokenBob, "bobs")
+
+	t.Run("hooks list", func(t *testing.T) {
+		stdout, _, err := runCLI(t, nil, "hooks", "list", "--admin", admin)
+		require.NoError(t, err)
+		assert.Contains(t, stdout, "ID")
+		assert.Contains(t, stdout, aliceHook)
+		assert.Contains(t, stdout, bobHook)
+		assert.Contains(t, stdout, "note,follow")
+		assert.Contains(t, stdout, "2 hooks")
+		assert.NotContains(t, stdout, "hush")
+	})
+	t.Run("hooks list of one user", func(t *testing.T) {
+		stdout, _, err := runCLI(t, nil, "hooks", "list", "--admin", s.AdminAddr().String(), "--user", oceantest.BobID)
+		require.NoError(t, err)
+		assert.Contains(t, stdout, bobHook)
+		assert.NotContains(t, stdout, aliceHook)
+		assert.Contains(t, stdout, "1 hooks")
+	})
+	t.Run("hooks list as JSON", func(t *testing.T) {
+		stdout, _, err := runCLI(t, nil, "hooks", "list", "--admin", admin, "--json")
+		require.NoError(t, err)
+		var hooks []map[string]any
+		require.NoError(t, json.Unmarshal([]byte(stdout), &hooks))
+		require.Len(t, hooks, 2)
+		assert.NotContains(t, stdout, "hush")
+	})
+	t.Run("deliveries list", func(t *testing.T) {
+		stdout, _, err := runCLI(t, nil, "deliveries", "list", "--admin", admin, "--webhook", aliceHook)
+		require.NoError(t, err)
+		assert.Contains(t, stdout, "0 deliveries")
+		stdout, _, err = runCLI(t, nil, "deliveries", "list", "--admin", admin, "--webhook", aliceHook, "--json")
+		require.NoError(t, err)
+		assert.JSONEq(t, `[]`, stdout)
+	})
+	t.Run("deliveries list refuses a bad limit with the server's reason", func(t *testing.T) {
+		_, _, err := runCLI(t, nil, "deliveries", "list", "--admin", admin, "--limit", "1000")
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "400 Bad Request: limit must be 1 to 100")
+	})
+	t.Run("redeliver every dead letter", func(t *testing.T) {
+		stdout, _, err := runCLI(t, nil, "deliveries", "redeliver", "--admin", admin, "--webhook", aliceHook)
+		require.NoError(t, err)
+		assert.Equal(t, "queued 0 deliveries again\n", stdout)
+	})
+	t.Run("redeliver an unknown delivery", func(t *testing.T) {
+		_, _, err := runCLI(t, nil, "deliveries", "redeliver", "--admin", admin, "--webhook", aliceHook, "--delivery", "aaaaaaaaaaaaaaaa")
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "no such delivery")
+	})
+}

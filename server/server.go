@@ -1,0 +1,347 @@
+// Package server wires oceanhooks together and runs it: it opens the store,
+// builds the hook store, the Ocean client, the queue, the event engine and the
+// proxy, serves the proxy and the admin listener, and shuts everything down
+// in order when its context ends.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/oceanhooks/oceanhooks/config"
+	"github.com/oceanhooks/oceanhooks/hooks"
+	"github.com/oceanhooks/oceanhooks/matchers"
+	"github.com/oceanhooks/oceanhooks/ocean"
+	"github.com/oceanhooks/oceanhooks/proxy"
+	"github.com/oceanhooks/oceanhooks/queue"
+)
+
+// Timeouts of the listeners that are not settings.
+const (
+	// ReadHeaderTimeout bounds reading a request's headers on both listeners
+	// (slowloris); bodies and responses may take as long as they need.
+	ReadHeaderTimeout = 30 * time.Second
+	// IdleTimeout closes a client's keep-alive connection after this long unused.
+	IdleTimeout = 2 * time.Minute
+	// AdminShutdownTimeout bounds closing the admin listener, which is
+	// closed last so that /metrics and /healthz answer while the proxy drains.
+	AdminShutdownTimeout = 5 * time.Second
+	// HandlerWait is how long, after the grace period forced the remaining
+	// client connections closed, the store waits for their handlers to return.
+	HandlerWait = 5 * time.Second
+	// ReadyProbeTimeout bounds the upstream probe of /readyz.
+	ReadyProbeTimeout = 2 * time.Second
+)
+
+// Server is oceanhooks, built and bound, ready to Run.
+type Server struct {
+	cfg config.Config
+	log *slog.Logger
+
+	upstream       *url.URL
+	oceanTransport *http.Transport
+	reg            *prometheus.Registry
+	db             *badger.DB
+	hooks          *hooks.Store
+	queue          *queue.Queue
+	proxy          *proxy.Proxy
+
+	mainLn, adminLn net.Listener
+	main, admin     *http.Server
+	inflight        sync.WaitGroup // proxy handlers running
+	draining        atomic.Bool
+	closeOnce       sync.Once
+	closeErr        error
+}
+
+// Run builds oceanhooks from cfg and runs it until ctx ends, then shuts down
+// gracefully (see Server.Run). It returns nil after a clean shutdown.
+func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	s, err := New(cfg, logger)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+// New validates cfg, opens the store in cfg.DataDir, builds every part and
+// binds both listeners, so that a busy port or a locked data dir is reported
+// before anything runs. The caller must Run or Close the Server.
+func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: logger}
+	defer func() {
+		if err != nil {
+			_ = s.Close()
+		}
+	}()
+	if s.upstream, err = cfg.UpstreamURL(); err != nil {
+		return nil, err
+	}
+	trusted, err := config.ParsePrefixes(cfg.Proxy.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("proxy.trustedProxies: %w", err)
+	}
+	allowed, err := config.ParsePrefixes(cfg.Delivery.AllowedPrivateNetworks)
+	if err != nil {
+		return nil, fmt.Errorf("delivery.allowedPrivateNetworks: %w", err)
+	}
+
+	s.reg = prometheus.NewRegistry()
+	s.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+	)
+
+	opts := queue.BadgerOptions(cfg.DataDir).WithLogger(badgerLogger{logger.With("component", "badger")})
+	if s.db, err = badger.Open(opts); err != nil {
+		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+	}
+	if s.hooks, err = hooks.Open(s.db, hooks.Options{
+		Logger: logger.With("component", "hooks"),
+	}); err != nil {
+		return nil, fmt.Errorf("open hooks: %w", err)
+	}
+	// The sidecar's own reads of Ocean (/api/i, event reads) share one pool
+	// of keep-alive connections sized like the proxy's.
+	s.oceanTransport = &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: cfg.Proxy.DialTimeout.D(), KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: cfg.Proxy.MaxIdleConnsPerHost,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: cfg.Proxy.DialTimeout.D(),
+	}
+	oc := ocean.NewClient(s.upstream, ocean.ClientOptions{
+		Timeout:    cfg.Auth.Timeout.D(),
+		TTL:        cfg.Auth.CacheTTL.D(),
+		FailureTTL: cfg.Auth.FailureTTL.D(),
+		HTTPClient: &http.Client{Transport: s.oceanTransport},
+		Logger:     logger.With("component", "ocean"),
+	})
+	if s.queue, err = queue.Open(s.db, s.hooks, queue.Options{
+		ServerURL:              cfg.ServerURL(),
+		HeaderPrefix:           cfg.Delivery.HeaderPrefix,
+		Workers:                cfg.Delivery.Workers,
+		PerHookConcurrency:     cfg.Delivery.PerHookConcurrency,
+		MaxAttempts:            cfg.Delivery.MaxAttempts,
+		BackoffBase:            cfg.Delivery.BackoffBase.D(),
+		BackoffCap:             cfg.Delivery.BackoffCap.D(),
+		AttemptTimeout:         cfg.Delivery.AttemptTimeout.D(),
+		QuickRetries:           quickRetries(cfg.Delivery.QuickRetries),
+		DeadLetterTTL:          cfg.Delivery.DeadLetterTTL.D(),
+		AllowedPrivateNetworks: allowed,
+		GCInterval:             cfg.Store.GCInterval.D(),
+		ShutdownGrace:          cfg.ShutdownGrace.D(),
+		Logger:                 logger.With("component", "queue"),
+		Registerer:             s.reg,
+	}); err != nil {
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
+	engine := matchers.New(s.hooks, oc, s.queue, matchers.Options{
+		Logger:      logger.With("component", "matchers"),
+		Registerer:  s.reg,
+		ReadTimeout: cfg.Events.ReadTimeout.D(),
+	})
+	api := hooks.NewAPI(s.hooks, oc, s.queue, hooks.APIOptions{
+		Logger: logger.With("component", "hooks-api"),
+	})
+	if s.proxy, err = proxy.New(proxy.Options{
+		Upstream:              s.upstream,
+		TapBodyCap:            int64(cfg.TapBodyCap),
+		Taps:                  engine.Taps(),
+		Consumer:              engine,
+		Local:                 api,
+		DialTimeout:           cfg.Proxy.DialTimeout.D(),
+		ResponseHeaderTimeout: cfg.Proxy.UpstreamTimeout.D(),
+		MaxIdleConnsPerHost:   cfg.Proxy.MaxIdleConnsPerHost,
+		TrustedProxies:        trusted,
+		Logger:                logger.With("component", "proxy"),
+		Registerer:            s.reg,
+	}); err != nil {
+		return nil, fmt.Errorf("build proxy: %w", err)
+	}
+
+	if s.mainLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+		return nil, fmt.Errorf("admin listen: %w", err)
+	}
+	httpLog := slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn)
+	s.main = &http.Server{
+		Handler:           s.track(s.proxy),
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		IdleTimeout:       IdleTimeout,
+		ErrorLog:          httpLog,
+	}
+	s.admin = &http.Server{
+		Handler:           s.adminHandler(),
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		IdleTimeout:       IdleTimeout,
+		ErrorLog:          httpLog,
+	}
+	return s, nil
+}
+
+// quickRetries maps the config's count to queue.Options, where 0 means the
+// default and a negative value means none.
+func quickRetries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// Addr is the proxy listener's address.
+func (s *Server) Addr() net.Addr { return s.mainLn.Addr() }
+
+// AdminAddr is the admin listener's address.
+func (s *Server) AdminAddr() net.Addr { return s.adminLn.Addr() }
+
+// track counts the proxy handlers in flight, so that the store is closed only
+// after the last one that could still enqueue has returned.
+func (s *Server) track(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inflight.Add(1)
+		defer s.inflight.Done()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Run serves until ctx ends, then shuts down: the listeners stop accepting,
+// in-flight requests and WebSockets get cfg.ShutdownGrace to finish (then
+// their connections are closed), the queue stops claiming and lets in-flight
+// attempts finish within the same grace (else their leases return), the admin
+// listener closes, and the store is closed last. It returns nil after a clean
+// shutdown, or the first error that stopped a part.
+func (s *Server) Run(ctx context.Context) error {
+	s.log.Info("proxy listening", "addr", s.mainLn.Addr().String(), "upstream", s.upstream.Redacted())
+	s.log.Info("admin listening", "addr", s.adminLn.Addr().String())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := s.main.Serve(s.mainLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve proxy: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := s.admin.Serve(s.adminLn); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve admin: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := s.queue.Run(gctx); err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		s.shutdownHTTP()
+		return nil
+	})
+	err := g.Wait()
+	if cerr := s.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	if err == nil {
+		s.log.Info("stopped")
+	}
+	return err
+}
+
+// shutdownHTTP drains the proxy listener within the grace period, then closes
+// the admin listener.
+func (s *Server) shutdownHTTP() {
+	s.draining.Store(true)
+	grace := s.cfg.ShutdownGrace.D()
+	s.log.Info("shutting down", "grace", grace.String())
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := s.main.Shutdown(ctx); err != nil {
+			s.log.Warn("grace period over; closing remaining client connections", "err", err)
+			_ = s.main.Close()
+		}
+	})
+	wg.Go(func() {
+		if err := s.proxy.Shutdown(ctx); err != nil {
+			s.log.Warn("closing upgraded connections", "err", err)
+		}
+	})
+	wg.Wait()
+
+	actx, acancel := context.WithTimeout(context.Background(), AdminShutdownTimeout)
+	defer acancel()
+	if err := s.admin.Shutdown(actx); err != nil {
+		_ = s.admin.Close()
+	}
+}
+
+// Close releases everything New acquired: the listeners and the store. Run
+// calls it; call it yourself only for a Server that is never Run.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		for _, ln := range []net.Listener{s.mainLn, s.adminLn} {
+			if ln != nil {
+				_ = ln.Close()
+			}
+		}
+		if s.oceanTransport != nil {
+			defer s.oceanTransport.CloseIdleConnections()
+		}
+		if s.db == nil {
+			return
+		}
+		// After a forced close, handlers may still be finishing an enqueue.
+		done := make(chan struct{})
+		go func() { s.inflight.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(HandlerWait):
+			s.log.Warn("closing the store while proxy handlers are still running")
+		}
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("close store: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// badgerLogger passes Badger's warnings and errors to slog and drops its
+// informational chatter.
+type badgerLogger struct{ log *slog.Logger }
+
+func (l badgerLogger) Errorf(format string, args ...any) {
+	l.log.Error(strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
+
+func (l badgerLogger) Warningf(format string, args ...any) {
+	l.log.Warn(strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
+
+func (badgerLogger) Infof(string, ...any)  {}
+func (badgerLogger) Debugf(string, ...any) {}
