@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -116,15 +117,41 @@ type harness struct {
 	clock      *apiClock
 	api        *API
 	url        string
+	logs       *syncBuffer
+}
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	h := &harness{t: t, ocean: oceantest.New(t), dir: t.TempDir(),
-		clock: &apiClock{t: time.Date(2026, 11, 26, 20, 50, 24, 0, time.UTC)}}
+		clock: &apiClock{t: time.Date(2026, 11, 26, 20, 50, 24, 0, time.UTC)}, logs: &syncBuffer{}}
 	h.db = openDB(t, h.dir)
 	t.Cleanup(func() { _ = h.db.Close() })
 	h.start()
+	t.Cleanup(func() {
+		// Whatever a test did, no token reached the logs.
+		logs := h.logs.String()
+		for _, token := range []string{oceantest.TokenAlice, oceantest.TokenBob, oceantest.TokenAdmin, oceantest.TokenCarol} {
+			assert.NotContains(t, logs, token)
+		}
+	})
 	return h
 }
 
@@ -137,7 +164,9 @@ func (h *harness) start() {
 	base, err := url.Parse(h.ocean.URL)
 	require.NoError(t, err)
 	h.deliveries = &fakeDeliveries{store: h.store, now: h.clock.Now, testStatus: 200}
-	h.api = NewAPI(h.store, ocean.NewClient(base, ocean.ClientOptions{}), h.deliveries, APIOptions{Now: h.clock.Now})
+	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	client := ocean.NewClient(base, ocean.ClientOptions{Logger: logger})
+	h.api = NewAPI(h.store, client, h.deliveries, APIOptions{Now: h.clock.Now, Logger: logger})
 	srv := httptest.NewServer(h.api)
 	t.Cleanup(srv.Close)
 	h.url = srv.URL
@@ -559,10 +588,29 @@ func TestOceanUnreachableIsNeverASilentSuccess(t *testing.T) {
 	assert.Empty(t, h.all())
 }
 
-// fakeAuth answers every token with me.
-type fakeAuth struct{ me ocean.Me }
+// fakeAuth answers every token with me, or err.
+type fakeAuth struct {
+	me  ocean.Me
+	err error
+}
 
-func (f fakeAuth) Me(context.Context, string) (ocean.Me, error) { return f.me, nil }
+func (f fakeAuth) Me(context.Context, string) (ocean.Me, error) { return f.me, f.err }
+
+func TestAuthenticatorFailureOfItsOwn(t *testing.T) {
+	s, _ := newStore(t)
+	srv := httptest.NewServer(NewAPI(s, fakeAuth{err: errors.New("boom")}, &fakeDeliveries{store: s}, APIOptions{}))
+	t.Cleanup(srv.Close)
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/i/webhooks/list", strings.NewReader(`{"i":"token-alice-0001"}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode, "never a silent success")
+	assert.Contains(t, string(body), "UPSTREAM_UNAVAILABLE")
+}
 
 func TestTestEndpoint(t *testing.T) {
 	h := newHarness(t)
@@ -686,7 +734,7 @@ func TestTestIsForNativeTokensOnly(t *testing.T) {
 	assert.JSONEq(t, accessDenied, res.body)
 
 	// An app's access token (not 16 characters) that Ocean accepts.
-	api := NewAPI(h.store, fakeAuth{ocean.Me{ID: oceantest.BobID, WebhookLimit: 3}}, h.deliveries, APIOptions{})
+	api := NewAPI(h.store, fakeAuth{me: ocean.Me{ID: oceantest.BobID, WebhookLimit: 3}}, h.deliveries, APIOptions{})
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/i/webhooks/test",
