@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -84,7 +85,7 @@ func (s *schema) check(v any, path string) *invalidParam {
 		return &invalidParam{path + "/type", "must be " + s.typ}
 	}
 	if s.enum != nil {
-		if str, _ := v.(string); !contains(s.enum, str) {
+		if str, _ := v.(string); !slices.Contains(s.enum, str) {
 			return &invalidParam{path + "/enum", "must be equal to one of the allowed values"}
 		}
 	}
@@ -192,15 +193,6 @@ func asInt(v any) (int64, bool) {
 		return math.MinInt64, true
 	}
 	return int64(f), true
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Parameter definitions of the endpoints (Ocean's paramDef, property order

@@ -176,15 +176,13 @@ func (c *Client) cached(key string) (Me, error, bool) {
 // remember caches a success for TTL and Ocean's 401/403 for FailureTTL;
 // anything else is not cached.
 func (c *Client) remember(key string, me Me, err error) {
-	e := cacheEntry{me: me}
-	switch oe := (*Error)(nil); {
-	case err == nil:
-		e.expires = c.now().Add(c.ttl)
-	case errors.As(err, &oe) && (oe.Status == http.StatusUnauthorized || oe.Status == http.StatusForbidden):
-		e.err = oe
-		e.expires = c.now().Add(c.failureTTL)
-	default:
-		return
+	e := cacheEntry{me: me, expires: c.now().Add(c.ttl)}
+	if err != nil {
+		var oe *Error
+		if !errors.As(err, &oe) || (oe.Status != http.StatusUnauthorized && oe.Status != http.StatusForbidden) {
+			return
+		}
+		e.err, e.expires = oe, c.now().Add(c.failureTTL)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -5,7 +5,9 @@ package ocean
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -35,34 +37,30 @@ var infoOrder = []string{"message", "code", "id", "param", "reason"}
 // MarshalJSON writes e with Ocean's key order, inside info too.
 func (e *Error) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
-	b.WriteString(`{"message":`)
-	writeJSON(&b, e.Message)
-	b.WriteString(`,"code":`)
-	writeJSON(&b, e.Code)
-	b.WriteString(`,"id":`)
-	writeJSON(&b, e.ID)
-	b.WriteString(`,"kind":`)
-	writeJSON(&b, e.Kind)
+	b.WriteByte('{')
+	for i, f := range [...][2]string{{"message", e.Message}, {"code", e.Code}, {"id", e.ID}, {"kind", e.Kind}} {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		_ = writeValue(&b, f[0])
+		b.WriteByte(':')
+		_ = writeValue(&b, f[1])
+	}
 	if len(e.Info) > 0 {
+		rank := func(k string) int {
+			if i := slices.Index(infoOrder, k); i >= 0 {
+				return i
+			}
+			return len(infoOrder)
+		}
+		keys := slices.Collect(maps.Keys(e.Info))
+		slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(rank(a), rank(b)), cmp.Compare(a, b)) })
 		b.WriteString(`,"info":{`)
-		keys := make([]string, 0, len(e.Info))
-		for _, k := range infoOrder {
-			if _, ok := e.Info[k]; ok {
-				keys = append(keys, k)
-			}
-		}
-		rest := make([]string, 0, len(e.Info))
-		for k := range e.Info {
-			if !slices.Contains(infoOrder, k) {
-				rest = append(rest, k)
-			}
-		}
-		slices.Sort(rest)
-		for i, k := range append(keys, rest...) {
+		for i, k := range keys {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			writeJSON(&b, k)
+			_ = writeValue(&b, k)
 			b.WriteByte(':')
 			if err := writeValue(&b, e.Info[k]); err != nil {
 				return nil, err
@@ -73,8 +71,6 @@ func (e *Error) MarshalJSON() ([]byte, error) {
 	b.WriteByte('}')
 	return b.Bytes(), nil
 }
-
-func writeJSON(b *bytes.Buffer, s string) { _ = writeValue(b, s) }
 
 // writeValue encodes v as JSON.stringify would: no HTML escaping.
 func writeValue(b *bytes.Buffer, v any) error {
