@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+)
+
+// sidecar is a Proxy served by a real loopback server, with the client that
+// talks to it (no transparent decompression, so raw bytes are compared).
+type sidecar struct {
+	p      *Proxy
+	srv    *httptest.Server
+	client *http.Client
+	logs   *logBuffer
+}
+
+// newUpstream starts a loopback server standing in for Ocean.
+func newUpstream(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// newSidecar builds a Proxy in front of upstream; edit may change options.
+func newSidecar(t *testing.T, upstream string, edit func(*Options)) *sidecar {
+	t.Helper()
+	u, err := url.Parse(upstream)
+	require.NoError(t, err)
+	logs := &logBuffer{}
+	opts := Options{
+		Upstream:   u,
+		Registerer: prometheus.NewRegistry(),
+		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if edit != nil {
+		edit(&opts)
+	}
+	p, err := New(opts)
+	require.NoError(t, err)
+	return serveSidecar(t, p, p, logs)
+}
+
+func serveSidecar(t *testing.T, p *Proxy, h http.Handler, logs *logBuffer) *sidecar {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	tr := &http.Transport{DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &sidecar{p: p, srv: srv, client: &http.Client{Transport: tr}, logs: logs}
+}
+
+func (s *sidecar) url(path string) string { return s.srv.URL + path }
+
+// counter reads one child of a counter vector.
+func counter(t *testing.T, vec *prometheus.CounterVec, labels ...string) float64 {
+	t.Helper()
+	return testutil.ToFloat64(vec.WithLabelValues(labels...))
+}
+
+func (s *sidecar) requests(t *testing.T, route, class string) float64 {
+	return counter(t, s.p.m.requests, route, class)
+}
+
+// logBuffer collects log output from any goroutine.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(b)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// loudLines returns the log lines at warning level or above.
+func (l *logBuffer) loudLines() []string {
+	var loud []string
+	for line := range strings.Lines(l.String()) {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			loud = append(loud, line)
+		}
+	}
+	return loud
+}
+
+// testBytes returns n deterministic pseudo-random bytes.
+func testBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func hashReader(t *testing.T, r io.Reader) string {
+	t.Helper()
+	h := sha256.New()
+	_, err := io.Copy(h, r)
+	require.NoError(t, err)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func readAll(t *testing.T, r io.Reader) []byte {
+	t.Helper()
+	b, err := io.ReadAll(r)
+	require.NoError(t, err)
+	return b
+}
+
+func testutilValue(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+
+func testutilCount(c prometheus.Collector) (int, error) { return testutil.CollectAndCount(c), nil }
+
+// netDial opens a raw TCP connection to a test server's URL.
+func netDial(serverURL string) (net.Conn, error) {
+	return net.Dial("tcp", strings.TrimPrefix(serverURL, "http://"))
+}
