@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	badger "github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
@@ -430,3 +431,35 @@ func TestOpenValidates(t *testing.T) {
 	_, err := Open(nil, newFakeHooks(), Options{ServerURL: "https://ocean.example"})
 	assert.Error(t, err)
 }
+
+// TestGroupCommitMode: on a database that does not sync its commits, every
+// Enqueue still syncs, and concurrent ones share syncs.
+func TestGroupCommitMode(t *testing.T) {
+	db, err := badger.Open(testBadgerOptions(t.TempDir()).WithSyncWrites(false))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	hooks := newFakeHooks()
+	hooks.add("h1", "u1", "http://example.invalid/", "", "note")
+	q := openQueue(t, db, hooks, testOptions(nil))
+	require.NotNil(t, q.syncer)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() { assert.Equal(t, 1, enqueue(t, q, event("u1", "note", `{}`))) })
+	}
+	wg.Wait()
+	syncs := q.syncer.syncs.Load()
+	assert.Positive(t, syncs)
+	assert.LessOrEqual(t, syncs, int64(50))
+	assert.Equal(t, int64(50), q.ready.Load())
+
+	synced := openQueue(t, openDB(t, ""), hooks, testOptions(nil))
+	assert.Nil(t, synced.syncer, "BadgerOptions syncs every commit itself")
+}
+
+// The queue is the hooks API's Deliveries.
+var _ interface {
+	CancelHook(ctx context.Context, hookID string) error
+	List(ctx context.Context, hookID string, limit int, untilID string) ([]webhook.Delivery, error)
+	Redeliver(ctx context.Context, hookID, deliveryID string) (int, error)
+	SendTest(ctx context.Context, t webhook.TestSend) (int, error)
+} = (*Queue)(nil)

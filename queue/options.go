@@ -139,13 +139,14 @@ func setDefault[T int | time.Duration](v *T, d T) {
 }
 
 // BadgerOptions are the options the server must open the shared database
-// with: SyncWrites off (the queue group-commits its own syncs, see the package
-// doc), values over 1 KiB (envelopes) in the value log so that the LSM tree
-// stays small and value-log GC reclaims delivered bodies, and Badger's logger
-// off (its chatter is not ours to print).
+// with: SyncWrites on (every commit is on disk before Commit returns; Badger's
+// write pipeline batches concurrent commits, see the package doc), values over
+// 1 KiB (envelopes) in the value log so that the LSM tree stays small and
+// value-log GC reclaims delivered bodies, and Badger's logger off (its chatter
+// is not ours to print).
 func BadgerOptions(dir string) badger.Options {
 	return badger.DefaultOptions(dir).
-		WithSyncWrites(false).
+		WithSyncWrites(true).
 		WithValueThreshold(1 << 10).
 		WithLogger(nil).
 		WithMetricsEnabled(false)
