@@ -23,11 +23,25 @@
 // due time of each hook that has ready work (memory grows with the number of
 // hooks, never with the backlog) and claims from the hooks that are due and
 // below their concurrency limit, earliest first. A claim moves ready → leased
-// in one transaction (retried on conflict). A delivery record changes state
-// only in the transaction that records its outcome, so a crash at any point
-// leaves it ready or leased, and Open returns every lease to ready: only one
-// process holds the Badger directory, so no lease can belong to a live worker.
-// Delivery is therefore at least once.
+// in one transaction (retried on conflict). A delivery leaves the lease only in
+// the transaction that records its attempt's outcome (and that transaction
+// writes nothing if the hook's deliveries were cancelled meanwhile), so a
+// crash at any point leaves it ready or leased, and Open returns every lease
+// to ready whatever its expiry: only one process holds the Badger directory,
+// so no lease can belong to a live worker. Delivery is therefore at least
+// once.
+//
+// # Delivery
+//
+// Each attempt reads the hook's current URL and secret (an edit applies to the
+// next attempt; a deleted hook's delivery is dropped; a deactivated hook still
+// gets what was queued before, as Ocean's queued jobs do) and POSTs the stored
+// envelope with Ocean's headers under the configured prefix and, for a
+// non-empty secret, the Standard Webhooks signature. Connections go through an
+// SSRF guard that checks every address actually dialled. Outcomes and backoff
+// follow [Options]: only 2xx succeeds, 4xx but 408/429 is final, 410 also
+// deactivates the hook, the rest is retried. Every attempt, test sends
+// included, is reported to Hooks.RecordAttempt.
 //
 // # Durability and group commit
 //
