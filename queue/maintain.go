@@ -12,6 +12,7 @@ import (
 
 // collectGarbage rewrites value-log files while Badger finds one worth it.
 func (q *Queue) collectGarbage() {
+	q.gcRuns.Add(1)
 	for {
 		err := q.db.RunValueLogGC(0.5)
 		if err == nil {

@@ -51,6 +51,7 @@ type Queue struct {
 	running atomic.Bool
 
 	ready, leased, dead atomic.Int64 // depth gauges
+	gcRuns              atomic.Int64 // value-log GC rounds, for tests
 }
 
 // record is a delivery record (q/d/<id>).

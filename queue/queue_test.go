@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -342,4 +343,27 @@ func keysOf(t *testing.T, q *Queue, hook string) []string {
 		}
 	}
 	return keys
+}
+
+// TestMaintenanceLoops: Run collects value-log garbage and sweeps expired
+// dead letters on its own.
+func TestMaintenanceLoops(t *testing.T) {
+	clock := newFakeClock()
+	rc := newReceiver(t, always(http.StatusUnprocessableEntity))
+	hooks := newFakeHooks()
+	hooks.add("h1", "u1", rc.URL, "", "note")
+	opts := testOptions(clock)
+	opts.GCInterval = 10 * time.Millisecond
+	opts.SweepInterval = 10 * time.Millisecond
+	opts.DeadLetterTTL = time.Hour
+	q := openQueue(t, openDB(t, ""), hooks, opts)
+	runQueue(t, q)
+	big := `{"note":{"text":"` + strings.Repeat("a", 8<<10) + `"}}` // in the value log
+	enqueue(t, q, event("u1", "note", big), event("u1", "note", big))
+	require.Eventually(t, func() bool { return q.dead.Load() == 2 }, waitFor, tick)
+	require.Eventually(t, func() bool { return q.gcRuns.Load() >= 2 }, waitFor, tick)
+	clock.Advance(time.Hour + time.Millisecond)
+	require.Eventually(t, func() bool { return q.dead.Load() == 0 }, waitFor, tick)
+	assert.Empty(t, list(t, q, "h1"))
+	assert.Empty(t, keysOf(t, q, "h1"))
 }
