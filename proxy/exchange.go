@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ type exchange struct {
 
 	status   int
 	hijacked bool
+	refused  bool // an upgrade refused because Shutdown's grace is over
 	// returned is set once the handler returned normally (no panic).
 	returned bool
 	body     watchedBody
@@ -70,6 +72,11 @@ func (ex *exchange) Unwrap() http.ResponseWriter { return ex.ResponseWriter }
 // Hijack hands over the client connection for a protocol switch and
 // registers it, so Shutdown can wait for it and close it.
 func (ex *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if ex.p.upgrades.isClosing() {
+		// The grace period is over: answer with an error instead of the 101.
+		ex.refused = true
+		return nil, nil, errUpgradeRefused
+	}
 	conn, brw, err := http.NewResponseController(ex.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
@@ -79,6 +86,8 @@ func (ex *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	ws := headerHasToken(ex.req.Header, "Upgrade", "websocket")
 	return ex.p.upgrades.track(conn, ws), brw, nil
 }
+
+var errUpgradeRefused = errors.New("shutting down: no new upgraded connections")
 
 // watchedBody passes a request body through and remembers how reading it
 // ended.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 )
 
@@ -143,4 +144,12 @@ func testutilCount(c prometheus.Collector) (int, error) { return testutil.Collec
 // netDial opens a raw TCP connection to a test server's URL.
 func netDial(serverURL string) (net.Conn, error) {
 	return net.Dial("tcp", strings.TrimPrefix(serverURL, "http://"))
+}
+
+// histogramCount is how many observations a histogram child holds.
+func histogramCount(t *testing.T, o prometheus.Observer) uint64 {
+	t.Helper()
+	m := &dto.Metric{}
+	require.NoError(t, o.(prometheus.Metric).Write(m))
+	return m.GetHistogram().GetSampleCount()
 }

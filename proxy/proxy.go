@@ -447,6 +447,12 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 		p.log.Debug("client went away", "method", r.Method, "path", r.URL.Path, "err", err)
 		return
 	}
+	if ex != nil && ex.refused {
+		p.log.Debug("upgrade refused while shutting down", "path", r.URL.Path)
+		w.Header().Set("Connection", "close")
+		ocean.Write(w, ocean.ErrUpstreamUnavailable)
+		return
+	}
 	if ex != nil && ex.hijacked {
 		p.log.Warn("upgraded connection failed", "path", r.URL.Path, "err", err)
 		return

@@ -642,7 +642,7 @@ func TestObserveOutlivesTheClient(t *testing.T) {
 	cancel()
 	<-done
 	assert.NoError(t, <-consumerErr, "the consumer's context died with the client")
-	assert.Equal(t, 1, rec.count())
+	require.Eventually(t, func() bool { return rec.count() == 1 }, guard, 5*time.Millisecond)
 }
 
 func TestReadCapped(t *testing.T) {

@@ -36,23 +36,27 @@ type upgrades struct {
 	conns   map[*upgradedConn]struct{}
 	closing bool          // grace is over: new upgrades are told to go away at once
 	drained chan struct{} // closed when conns becomes empty after Shutdown began
+	linger  time.Duration // closeLinger; shorter in tests
 }
 
 func (u *upgrades) init(p *Proxy) {
 	u.p = p
+	u.linger = closeLinger
 	u.conns = make(map[*upgradedConn]struct{})
+}
+
+func (u *upgrades) isClosing() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.closing
 }
 
 func (u *upgrades) track(conn net.Conn, ws bool) net.Conn {
 	c := &upgradedConn{Conn: conn, u: u, ws: ws}
 	u.mu.Lock()
 	u.conns[c] = struct{}{}
-	closing := u.closing
 	u.mu.Unlock()
 	u.p.m.upgraded.Inc()
-	if closing {
-		c.goAway()
-	}
 	return c
 }
 
@@ -73,7 +77,8 @@ func (u *upgrades) remove(c *upgradedConn) {
 // linger, and returns nil. Call it beside http.Server.Shutdown with the same
 // grace context: the server waits for ordinary requests, Shutdown for the
 // connections the server no longer sees. It also drops idle upstream
-// connections. Upgrades that arrive after the grace period are closed at once.
+// connections. Upgrades asked for after the grace period are refused with an
+// Ocean-style 502.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	defer p.transport.CloseIdleConnections()
 	u := &p.upgrades
@@ -163,7 +168,7 @@ func (c *upgradedConn) goAway() {
 		}
 	}
 	c.mu.Unlock()
-	time.AfterFunc(closeLinger, func() { _ = c.Close() })
+	time.AfterFunc(c.u.linger, func() { _ = c.Close() })
 }
 
 // frameTracker follows the WebSocket frames of the server-to-client stream,
