@@ -79,7 +79,8 @@ func (rc *receiver) setFail(f func(r *http.Request) int) {
 type sidecar struct {
 	*server.Server
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when Run returned
+	err    error         // Run's result, once done is closed
 }
 
 func (s *sidecar) url() string { return "http://" + s.Addr().String() }
@@ -89,8 +90,8 @@ func (s *sidecar) stop(t *testing.T) {
 	t.Helper()
 	s.cancel()
 	select {
-	case err := <-s.done:
-		require.NoError(t, err)
+	case <-s.done:
+		require.NoError(t, s.err)
 	case <-time.After(time.Minute):
 		t.Fatal("sidecar did not stop")
 	}
@@ -117,8 +118,11 @@ func startSidecar(t *testing.T, cfg config.Config) *sidecar {
 	s, err := server.New(cfg, logger)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
-	sc := &sidecar{Server: s, cancel: cancel, done: make(chan error, 1)}
-	go func() { sc.done <- s.Run(ctx) }()
+	sc := &sidecar{Server: s, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		sc.err = s.Run(ctx)
+		close(sc.done)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
