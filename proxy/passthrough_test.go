@@ -226,6 +226,19 @@ func TestPassThroughIsByteIdentical(t *testing.T) {
 			},
 		},
 		{
+			name: "no accept-encoding added",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprintf(w, "%q", r.Header.Values("Accept-Encoding"))
+			},
+			request: func(base string) *http.Request {
+				req, _ := http.NewRequest(http.MethodGet, base+"/api/meta", nil)
+				return req
+			},
+			check: func(t *testing.T, got snapshot) {
+				assert.Equal(t, "[]", string(got.body))
+			},
+		},
+		{
 			name: "redirect passed, not followed",
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				http.Redirect(w, r, "/somewhere/else", http.StatusFound)

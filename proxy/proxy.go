@@ -363,29 +363,28 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Host = p.upstream.Host
 	out.Host = in.Host
 
-	peer := peerAddr(in.RemoteAddr)
+	host, _, _ := net.SplitHostPort(in.RemoteAddr)
+	peer := peerAddr(host)
+	var self []string // the peer's address, shared by two headers
+	if peer.IsValid() {
+		self = []string{host}
+	}
 	h := out.Header
 	if p.isTrusted(peer) {
-		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 && peer.IsValid() {
-			h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + peer.String()}
+		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
+			h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + host}
 		} else {
-			setPeer(h, "X-Forwarded-For", peer)
+			h["X-Forwarded-For"] = self
 		}
 		keepOr(h, in.Header, "X-Forwarded-Proto", protoOf(in))
-		if v := in.Header["X-Forwarded-Host"]; len(v) > 0 {
-			h["X-Forwarded-Host"] = v
-		} else {
-			h["X-Forwarded-Host"] = []string{in.Host}
-		}
-		if len(in.Header["X-Real-Ip"]) == 0 {
-			setPeer(h, "X-Real-Ip", peer)
-		}
+		keepOr(h, in.Header, "X-Forwarded-Host", []string{in.Host})
+		keepOr(h, in.Header, "X-Real-Ip", self)
 		return
 	}
-	setPeer(h, "X-Forwarded-For", peer)
+	setOrDelete(h, "X-Forwarded-For", self)
 	h["X-Forwarded-Proto"] = protoOf(in)
 	h["X-Forwarded-Host"] = []string{in.Host}
-	setPeer(h, "X-Real-Ip", peer)
+	setOrDelete(h, "X-Real-Ip", self)
 }
 
 // Shared header values; their capacity equals their length, so an append
@@ -407,23 +406,25 @@ func keepOr(out, in http.Header, key string, def []string) {
 		out[key] = v
 		return
 	}
-	out[key] = def
+	setOrDelete(out, key, def)
 }
 
-func setPeer(h http.Header, key string, peer netip.Addr) {
-	if !peer.IsValid() {
+func setOrDelete(h http.Header, key string, v []string) {
+	if len(v) == 0 {
 		delete(h, key)
 		return
 	}
-	h[key] = []string{peer.String()}
+	h[key] = v
 }
 
-func peerAddr(remote string) netip.Addr {
-	ap, err := netip.ParseAddrPort(remote)
+// peerAddr parses the host part of a RemoteAddr; IPv4-mapped IPv6
+// addresses are unmapped so IPv4 prefixes match them.
+func peerAddr(host string) netip.Addr {
+	a, err := netip.ParseAddr(host)
 	if err != nil {
 		return netip.Addr{}
 	}
-	return ap.Addr().Unmap()
+	return a.Unmap()
 }
 
 func (p *Proxy) isTrusted(peer netip.Addr) bool {
