@@ -363,6 +363,7 @@ func TestTapPassesNonJSONRequests(t *testing.T) {
 		{"form", "application/x-www-form-urlencoded", "text=hi"},
 		{"invalid json", "application/json", `{"text":`},
 		{"no content type, not json", "", "hello"},
+		{"text/plain, not json", "text/plain;charset=UTF-8", "hello"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -541,6 +542,20 @@ func TestTapObservesEmptySuccesses(t *testing.T) {
 			obs := rec.only(t)
 			assert.Equal(t, tc.status, obs.Status)
 			assert.Empty(t, obs.Response)
+		})
+	}
+}
+
+func TestTapAcceptsJSONLabelledAsText(t *testing.T) {
+	for _, ct := range []string{"text/plain;charset=UTF-8", "", "application/json; charset=utf-8", "application/activity+json"} {
+		t.Run("content type "+ct, func(t *testing.T) {
+			upstream := jsonUpstream(t, http.StatusOK, `{"createdNote":{}}`)
+			rec := &recorder{}
+			sc := newSidecar(t, upstream.URL, tapOpts(rec, Tap{Endpoint: "notes/create"}))
+			post(t, sc, "/api/notes/create", ct, strings.NewReader(`{"i":"tok","text":"hi"}`))
+			obs := rec.only(t)
+			assert.JSONEq(t, `{"i":"tok","text":"hi"}`, string(obs.Request))
+			assert.Equal(t, "tok", obs.Token)
 		})
 	}
 }

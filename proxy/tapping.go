@@ -53,7 +53,7 @@ func (p *Proxy) serveTapped(ex *exchange, r *http.Request, rt *route, tap *Tap) 
 // whatever was not read. It reports false when the call cannot be tapped:
 // not JSON, over the cap, or the client's body failed.
 func (p *Proxy) readRequest(r *http.Request, rt *route) ([]byte, bool) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSONType(ct) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSONType(ct) && !isTextPlain(ct) {
 		p.m.notJSON(rt.label, dirRequest)
 		return nil, false
 	}
@@ -291,4 +291,12 @@ func isJSONType(ct string) bool {
 	mt = strings.TrimSpace(mt)
 	return strings.EqualFold(mt, "application/json") ||
 		(len(mt) > 5 && strings.EqualFold(mt[len(mt)-5:], "+json"))
+}
+
+// isTextPlain reports whether a Content-Type is text/plain: browsers label a
+// JSON string body so when a client sets no type, and Ocean may accept it,
+// so such a body is read and judged by its content.
+func isTextPlain(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "text/plain")
 }

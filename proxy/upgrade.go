@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -143,6 +144,18 @@ func (c *upgradedConn) Write(b []byte) (int, error) {
 		c.frames.feed(b[:n])
 	}
 	return n, err
+}
+
+// CloseWrite half-closes the client connection when the upstream ended its
+// side, as the reverse proxy does for a bare TCP connection.
+func (c *upgradedConn) CloseWrite() error {
+	cw, ok := c.Conn.(interface{ CloseWrite() error })
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return cw.CloseWrite()
 }
 
 func (c *upgradedConn) Close() error {
