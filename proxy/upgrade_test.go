@@ -41,6 +41,10 @@ func wsUpstream(t *testing.T) *httptest.Server {
 			if err != nil {
 				return
 			}
+			if string(msg) == "close-me" {
+				_ = c.Close(4000, "done")
+				return
+			}
 			if err := c.Write(ctx, typ, msg); err != nil {
 				return
 			}
@@ -103,6 +107,19 @@ func TestWebSocketBothWays(t *testing.T) {
 	require.Eventually(t, func() bool { return openUpgrades(sc.p) == 0 }, guard, 5*time.Millisecond)
 	assert.Equal(t, 1.0, sc.requests(t, labelStreaming, "1xx"))
 	assert.Zero(t, histogramCount(t, sc.p.streamRoute.duration), "upgrades stay out of the latency histogram")
+}
+
+func TestWebSocketClosedByUpstream(t *testing.T) {
+	sc := newSidecar(t, wsUpstream(t).URL, nil)
+	c := dialWS(t, sc)
+	readMsg(t, c)
+	require.NoError(t, c.Write(t.Context(), websocket.MessageText, []byte("close-me")))
+	ctx, cancel := context.WithTimeout(t.Context(), guard)
+	defer cancel()
+	_, _, err := c.Read(ctx)
+	require.Error(t, err)
+	assert.Equal(t, websocket.StatusCode(4000), websocket.CloseStatus(err), "read error: %v", err)
+	require.Eventually(t, func() bool { return openUpgrades(sc.p) == 0 }, guard, 5*time.Millisecond)
 }
 
 func TestShutdownTellsWebSocketClientsGoingAway(t *testing.T) {
