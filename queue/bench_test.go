@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -79,7 +80,7 @@ func BenchmarkDeliveryBookkeeping(b *testing.B) {
 			b.Cleanup(func() { _ = db.Close() })
 			hooks := newFakeHooks()
 			for i := range 16 {
-				hooks.add("h"+fmtInt(i), "u1", "http://example.invalid/", "", "note")
+				hooks.add("h"+strconv.Itoa(i), "u1", "http://example.invalid/", "", "note")
 			}
 			q := openQueue(b, db, hooks, testOptions(nil))
 			evs := make([]webhook.Event, 0, 64)
@@ -94,7 +95,7 @@ func BenchmarkDeliveryBookkeeping(b *testing.B) {
 				b.StartTimer()
 				var wg sync.WaitGroup
 				for i := range 16 {
-					got, _, err := q.claim("h"+fmtInt(i), time.Now().UnixMilli()+1000, 1000)
+					got, _, err := q.claim("h"+strconv.Itoa(i), time.Now().UnixMilli()+1000, 1000)
 					require.NoError(b, err)
 					for _, c := range got {
 						wg.Go(func() {

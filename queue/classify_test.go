@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,8 +43,8 @@ func TestClassifyAttempts(t *testing.T) {
 			<-r.Context().Done()
 			return
 		}
-		var code int
-		_, _ = fmtSscan(r.URL.Path[1:], &code)
+		digits, _, _ := strings.Cut(r.URL.Path[1:], "-")
+		code, _ := strconv.Atoi(digits)
 		w.WriteHeader(code)
 	}))
 	t.Cleanup(srv.Close)
@@ -128,7 +130,7 @@ func TestBackoffSchedule(t *testing.T) {
 		{8, 255 * time.Minute}, {9, limit}, {63, limit}, {1000, limit},
 	}
 	for _, tc := range cases {
-		t.Run(fmtInt(tc.n), func(t *testing.T) {
+		t.Run(strconv.Itoa(tc.n), func(t *testing.T) {
 			assert.Equal(t, tc.want, backoff(tc.n, base, limit, zero, 0))
 			// Jitter adds at most 20 %.
 			r := rand.New(rand.NewPCG(uint64(tc.n), 1))

@@ -3,13 +3,11 @@ package queue
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -263,10 +261,6 @@ func list(t testing.TB, q *Queue, hook string) []webhook.Delivery {
 	return ds
 }
 
-func fmtSscan(s string, v *int) (int, error) { return fmt.Sscan(s, v) }
-
-func fmtInt(n int) string { return fmt.Sprint(n) }
-
 // allKeys lists every key in the database.
 func allKeys(t testing.TB, q *Queue) []string {
 	t.Helper()
@@ -281,8 +275,6 @@ func allKeys(t testing.TB, q *Queue) []string {
 	}))
 	return keys
 }
-
-func containsStr(s, sub string) bool { return strings.Contains(s, sub) }
 
 func schedOf(q *Queue) map[string]hookState {
 	q.mu.Lock()

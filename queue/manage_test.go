@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +30,7 @@ func TestListPaging(t *testing.T) {
 	hooks.add("h2", "u1", "http://example.invalid/", "", "follow")
 	q := openQueue(t, openDB(t, ""), hooks, testOptions(clock))
 	for i := range 5 {
-		enqueue(t, q, event("u1", "note", `{"n":`+fmtInt(i)+`}`))
+		enqueue(t, q, event("u1", "note", `{"n":`+strconv.Itoa(i)+`}`))
 		clock.Advance(time.Millisecond)
 	}
 	enqueue(t, q, event("u1", "follow", `{}`)) // one each for h1 and h2
@@ -226,7 +227,7 @@ func TestSendTest(t *testing.T) {
 	require.Equal(t, 1, rc.count())
 	h := rc.got()[0]
 	assert.JSONEq(t, `{"server":"http://127.0.0.1:61812","hookId":"h9","userId":"u9","eventId":"`+h.eventID()+`",
-		"createdAt":`+fmtInt(int(clock.Now().UnixMilli()))+`,"type":"follow","body":{"user":{"id":"dummy-user-1"}}}`, string(h.Body))
+		"createdAt":`+strconv.Itoa(int(clock.Now().UnixMilli()))+`,"type":"follow","body":{"user":{"id":"dummy-user-1"}}}`, string(h.Body))
 	assert.True(t, verifySignature("k", h.Header, h.Body, clock.Now()))
 	assert.Equal(t, []recorded{{"h9", clock.Now(), http.StatusAccepted}}, hooks.attempts())
 
