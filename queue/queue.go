@@ -16,6 +16,7 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/google/uuid"
 
+	"github.com/oceanhooks/oceanhooks/ocean"
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
 
@@ -38,7 +39,7 @@ type Queue struct {
 	opts   Options
 	server string
 	sender *sender
-	ids    *idGen
+	ids    *ocean.IDGen
 	syncer *groupSync // nil when the database syncs every commit itself
 	m      *metrics
 
@@ -94,7 +95,7 @@ func Open(db *badger.DB, hooks Hooks, opts Options) (*Queue, error) {
 		opts:   opts,
 		server: server,
 		sender: newSender(&opts, host),
-		ids:    newIDGen(opts.Rand),
+		ids:    ocean.NewIDGen(opts.Rand),
 		sched:  make(map[string]*hookState),
 		rnd:    opts.Rand,
 		wake:   make(chan struct{}, 1),
@@ -223,7 +224,7 @@ func (q *Queue) Enqueue(ctx context.Context, events []webhook.Event) (int, error
 			if err != nil {
 				return 0, fmt.Errorf("enqueue %s: %w", ev.Type, err)
 			}
-			items = append(items, item{id: q.ids.next(now), rec: rec, body: body})
+			items = append(items, item{id: q.ids.Next(now), rec: rec, body: body})
 		}
 	}
 	if len(items) == 0 {
