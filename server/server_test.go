@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -415,4 +416,48 @@ func TestEndToEnd(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 
 	require.NoError(t, r.stop(t))
+}
+
+// TestShutdownClosesWebSockets: a WebSocket on /streaming through the server
+// keeps working until shutdown, and after the grace period the client is told
+// the server is going away and Run returns.
+func TestShutdownClosesWebSockets(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, msg); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(upstream.Close)
+	cfg := testConfig(t, upstream.URL)
+	cfg.ShutdownGrace = config.Duration(200 * time.Millisecond)
+	r := start(t, cfg)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+r.Addr().String()+"/streaming", nil)
+	require.NoError(t, err)
+	defer c.CloseNow()
+	require.NoError(t, c.Write(ctx, websocket.MessageText, []byte("ping")))
+	_, msg, err := c.Read(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, "ping", string(msg))
+
+	r.cancel()
+	_, _, err = c.Read(ctx)
+	require.Error(t, err)
+	assert.Equal(t, websocket.StatusGoingAway, websocket.CloseStatus(err), "%v", err)
+	err, ok := r.wait()
+	require.True(t, ok, "Run returned")
+	assert.NoError(t, err)
 }
