@@ -50,13 +50,13 @@ func run(ctx context.Context, args []string) error {
 
 // serveFlags maps each config flag to its dotted config key.
 var serveFlags = []struct{ name, key, usage string }{
-	{"listen", "listen", "address the proxy listens on, host:port"},
-	{"upstream", "upstream", "Ocean's base URL"},
-	{"public-url", "publicURL", "public URL of the Ocean instance (the `server` field of deliveries)"},
-	{"data-dir", "dataDir", "directory of the embedded store"},
-	{"admin-listen", "adminListen", "address of the admin listener, host:port"},
-	{"log-level", "log.level", "debug, info, warn or error"},
-	{"log-format", "log.format", "text or json"},
+	{"listen", "listen", "`ADDR` (host:port) the proxy listens on"},
+	{"upstream", "upstream", "Ocean's base `URL`"},
+	{"public-url", "publicURL", "public `URL` of the Ocean instance (the server field of deliveries)"},
+	{"data-dir", "dataDir", "`DIR`: directory of the embedded store"},
+	{"admin-listen", "adminListen", "`ADDR` (host:port) of the admin listener"},
+	{"log-level", "log.level", "`LEVEL`: debug, info, warn or error"},
+	{"log-format", "log.format", "`FORMAT`: text or json"},
 }
 
 const defaultAdminURL = "http://" + config.DefaultAdminListen
