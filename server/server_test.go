@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -414,6 +415,20 @@ func TestEndToEnd(t *testing.T) {
 		status, body := get(t, r.adminURL()+"/deliveries?webhookId="+hook.ID)
 		return status == http.StatusOK && strings.Contains(body, `"state":"delivered"`)
 	}, 10*time.Second, 20*time.Millisecond)
+
+	// The README names every metric of ours that this traffic produced.
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	families, err := r.reg.Gather()
+	require.NoError(t, err)
+	ours := 0
+	for _, f := range families {
+		if strings.HasPrefix(f.GetName(), "oceanhooks_") {
+			ours++
+			assert.Contains(t, string(readme), "`"+f.GetName()+"`", "README lists metric %s", f.GetName())
+		}
+	}
+	assert.Greater(t, ours, 5)
 
 	require.NoError(t, r.stop(t))
 }
