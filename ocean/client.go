@@ -57,8 +57,9 @@ type ClientOptions struct {
 }
 
 // Client reads from Ocean with a caller's token: who the token belongs to
-// (cached in memory under the token's SHA-256, never the token itself) and
-// the public reads the sidecar needs.
+// and whether it may change account settings (both cached in memory under
+// the token's SHA-256, never the token itself), and the public reads the
+// sidecar needs.
 type Client struct {
 	base       *url.URL
 	hc         *http.Client
@@ -72,12 +73,14 @@ type Client struct {
 
 	flights singleflight.Group
 	mu      sync.Mutex
-	cache   map[string]cacheEntry // key: hex SHA-256 of the token
+	// cache holds Me answers keyed by the hex SHA-256 of the token, and
+	// CheckWriteAccount verdicts keyed by writeKeyPrefix and that hash.
+	cache map[string]cacheEntry
 }
 
 type cacheEntry struct {
-	me      Me
-	err     *Error // Ocean's 401/403, or nil
+	me      Me     // zero for a write verdict
+	err     *Error // Ocean's refusal, or nil
 	expires time.Time
 }
 
@@ -129,6 +132,101 @@ func (c *Client) Me(ctx context.Context, token string) (Me, error) {
 		return Me{}, ErrCredentialRequired
 	}
 	key := tokenKey(token)
+	return c.lookup(ctx, key, func(ctx context.Context) (Me, error) {
+		me, err := c.fetchMe(ctx, token)
+		c.remember(key, me, err)
+		return me, err
+	})
+}
+
+// CheckWriteAccount asks Ocean whether token may change the account's
+// settings (permission write:account, which Ocean demands of an app's token
+// for i/webhooks/create, update and delete): nil means it may. It changes
+// nothing: it calls Ocean's own i/webhooks/update for webhook "0", which no
+// user has.
+//
+// Why that answers the question: Ocean's ApiCallService authenticates the
+// token (handleRequest), then call() checks, in this order, `secure`, the
+// rate limit, requireCredential, the roles, and then the endpoint's kind
+// against an app token's permissions (PERMISSION_DENIED) before it runs
+// ep.exec, where Endpoint (endpoint-base.ts) validates the parameters and
+// only then calls the handler. So a token without write:account gets
+// PERMISSION_DENIED, and one with it (or a native token, which has no
+// permission list to check) gets the handler's NO_SUCH_WEBHOOK. See
+// misskey-dev/misskey packages/backend/src/server/api/ApiCallService.ts
+// (read at 025d1a82 and c561808f; current versions keep the order and add
+// kind "permission", hence 403, to the error) and endpoint-base.ts.
+//
+// A refusal comes back as the *Error Ocean gave (PERMISSION_DENIED, or a
+// 401/403 for the token itself) and is remembered for FailureTTL, a verdict
+// of allowed for TTL, both keyed by the token's SHA-256. An unreachable or
+// failing Ocean, or an answer that is neither verdict, is
+// ErrUpstreamUnavailable or ErrUpstreamTimeout, never cached. Concurrent
+// first checks of one token share one request.
+func (c *Client) CheckWriteAccount(ctx context.Context, token string) error {
+	if token == "" {
+		return ErrCredentialRequired
+	}
+	key := writeKeyPrefix + tokenKey(token)
+	_, err := c.lookup(ctx, key, func(ctx context.Context) (Me, error) {
+		err := c.probeWrite(ctx, token)
+		c.rememberVerdict(key, err)
+		return Me{}, err
+	})
+	return err
+}
+
+// writeKeyPrefix keeps CheckWriteAccount's verdicts apart from Me's answers
+// in the one cache.
+const writeKeyPrefix = "write:account/"
+
+// The request CheckWriteAccount makes. "0" is a valid misskey:id (Ocean's
+// parameter check passes) that no id generator of Ocean ever yields.
+const (
+	writeProbeEndpoint = "i/webhooks/update"
+	writeProbeParams   = `{"webhookId":"0"}`
+)
+
+// probeWrite makes CheckWriteAccount's request and reads Ocean's verdict.
+func (c *Client) probeWrite(ctx context.Context, token string) error {
+	body, err := c.post(ctx, writeProbeEndpoint, token, []byte(writeProbeParams))
+	var oe *Error
+	switch {
+	case err == nil && body == nil:
+		// The update's own 204: past the permission check, with nothing
+		// to change.
+		return nil
+	case err == nil:
+		c.log.Warn("ocean answered the write permission check with a body", "endpoint", writeProbeEndpoint)
+		return ErrUpstreamUnavailable
+	case !errors.As(err, &oe):
+		c.log.Warn("ocean write permission check failed", "endpoint", writeProbeEndpoint, "err", redactURLError(err))
+		return ErrUpstreamUnavailable
+	case oe.Code == ErrNoSuchWebhookUpdate.Code && oe.HTTPStatus() < 500:
+		return nil
+	case isRefusal(oe):
+		return oe
+	case oe == ErrUpstreamUnavailable || oe == ErrUpstreamTimeout:
+		return oe
+	default:
+		c.log.Warn("ocean answered the write permission check with neither verdict",
+			"endpoint", writeProbeEndpoint, "status", oe.HTTPStatus(), "code", oe.Code)
+		return ErrUpstreamUnavailable
+	}
+}
+
+// isRefusal tells Ocean's refusals of a token: a 401 or 403 (authentication
+// failed, account suspended, permission denied), and PERMISSION_DENIED
+// whatever its status (older versions, e.g. at c561808f, send it with kind
+// client, so 400).
+func isRefusal(oe *Error) bool {
+	s := oe.HTTPStatus()
+	return s == http.StatusUnauthorized || s == http.StatusForbidden || oe.Code == ErrPermissionDenied.Code
+}
+
+// lookup returns key's cached answer, or runs fetch (which caches what it
+// should) once for all concurrent callers of key.
+func (c *Client) lookup(ctx context.Context, key string, fetch func(context.Context) (Me, error)) (Me, error) {
 	if me, err, ok := c.cached(key); ok {
 		return me, err
 	}
@@ -140,9 +238,7 @@ func (c *Client) Me(ctx context.Context, token string) (Me, error) {
 		// not fail the others sharing the flight.
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 		defer cancel()
-		me, err := c.fetchMe(ctx, token)
-		c.remember(key, me, err)
-		return me, err
+		return fetch(ctx)
 	})
 	select {
 	case <-ctx.Done():
@@ -184,6 +280,24 @@ func (c *Client) remember(key string, me Me, err error) {
 		}
 		e.err, e.expires = oe, c.now().Add(c.failureTTL)
 	}
+	c.store(key, e)
+}
+
+// rememberVerdict caches a write permission verdict: allowed for TTL,
+// Ocean's refusal for FailureTTL; anything else is not cached.
+func (c *Client) rememberVerdict(key string, err error) {
+	e := cacheEntry{expires: c.now().Add(c.ttl)}
+	if err != nil {
+		var oe *Error
+		if !errors.As(err, &oe) || !isRefusal(oe) {
+			return
+		}
+		e.err, e.expires = oe, c.now().Add(c.failureTTL)
+	}
+	c.store(key, e)
+}
+
+func (c *Client) store(key string, e cacheEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.cache[key]; !ok && len(c.cache) >= c.maxEntries {

@@ -423,6 +423,8 @@ func TestTokenNeverLogged(t *testing.T) {
 	}{
 		{"success", answer(http.StatusOK, meAlice)},
 		{"refused", answer(http.StatusUnauthorized, authFailed)},
+		{"permission denied", answer(http.StatusForbidden, permissionDenied)},
+		{"server error", answer(http.StatusInternalServerError, internalError)},
 		{"not JSON", answer(http.StatusOK, "nope")},
 		{"hang up", func(w http.ResponseWriter, r *http.Request) {
 			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
@@ -438,6 +440,7 @@ func TestTokenNeverLogged(t *testing.T) {
 			f := newFakeOcean(t, sc.handler)
 			c := newTestClient(t, f.URL(t), nil, ClientOptions{Logger: logger})
 			_, _ = c.Me(context.Background(), testToken)
+			_ = c.CheckWriteAccount(context.Background(), testToken)
 			_, _ = c.Call(context.Background(), "users/show", testToken, map[string]string{"userId": "x"})
 		})
 	}
@@ -580,4 +583,241 @@ func TestBaseURLWithPathPrefix(t *testing.T) {
 	c := newTestClient(t, base, nil, ClientOptions{})
 	_, _ = c.Me(context.Background(), testToken)
 	assert.Equal(t, 1, f.Calls("/ocean/api/i"))
+}
+
+const (
+	noSuchWebhookUpdate = `{"error":{"message":"No such webhook.","code":"NO_SUCH_WEBHOOK",` +
+		`"id":"fb0fea69-da18-45b1-828d-bd4fd1612518","kind":"client"}}`
+	permissionDenied = `{"error":{"message":"Your app does not have the necessary permissions to use this endpoint.",` +
+		`"code":"PERMISSION_DENIED","id":"1370e5b7-d4eb-4566-bb1d-7748ee6a1838","kind":"permission"}}`
+	internalError = `{"error":{"message":"Internal error occurred. Please contact us if the error persists.",` +
+		`"code":"INTERNAL_ERROR","id":"5d37dbcb-891e-41ca-a3d6-e690c97775ac","kind":"server"}}`
+)
+
+const probePath = "/api/i/webhooks/update"
+
+func TestCheckWriteAccountVerdicts(t *testing.T) {
+	tests := []struct {
+		name    string
+		status  int
+		body    string
+		wantErr *Error // nil: allowed
+		oceans  bool   // wantErr is Ocean's own answer, written back as it is
+	}{
+		{name: "write:account: the update finds no webhook", status: 400, body: noSuchWebhookUpdate},
+		{name: "a success is past the permission check too", status: 204},
+		{name: "no write:account", status: 403, body: permissionDenied, oceans: true,
+			wantErr: &Error{Message: ErrPermissionDenied.Message, Code: "PERMISSION_DENIED", ID: ErrPermissionDenied.ID,
+				Kind: "permission", Status: 403}},
+		{name: "no write:account, older Ocean (kind client, 400)", status: 400, oceans: true,
+			body: `{"error":{"message":"Your app does not have the necessary permissions to use this endpoint.","code":"PERMISSION_DENIED","id":"1370e5b7-d4eb-4566-bb1d-7748ee6a1838","kind":"client"}}`,
+			wantErr: &Error{Message: ErrPermissionDenied.Message, Code: "PERMISSION_DENIED", ID: ErrPermissionDenied.ID,
+				Kind: "client", Status: 400}},
+		{name: "unknown token", status: 401, body: authFailed, oceans: true,
+			wantErr: &Error{Message: ErrAuthenticationFailed.Message, Code: "AUTHENTICATION_FAILED", ID: ErrAuthenticationFailed.ID,
+				Kind: "client", Status: 401, Header: http.Header{"Www-Authenticate": {`Bearer realm="Misskey", error="invalid_token"`}}}},
+		{name: "Ocean failed", status: 500, body: internalError, wantErr: ErrUpstreamUnavailable},
+		{name: "bare 502 of a proxy before Ocean", status: 502, wantErr: ErrUpstreamUnavailable},
+		{name: "200 with a body is not what the update answers", status: 200, body: `{}`, wantErr: ErrUpstreamUnavailable},
+		{name: "neither verdict", status: 400, wantErr: ErrUpstreamUnavailable,
+			body: `{"error":{"message":"Invalid param.","code":"INVALID_PARAM","id":"3d81ceae-475f-4600-b2a8-2bc116157532","kind":"client"}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var gotMethod, gotAuth, gotBody string
+			f := newFakeOcean(t, func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				gotMethod, gotAuth, gotBody = r.Method, r.Header.Get("Authorization"), string(b)
+				if tt.status == http.StatusNoContent {
+					w.WriteHeader(tt.status)
+					return
+				}
+				answer(tt.status, tt.body)(w, r)
+			})
+			c := newTestClient(t, f.URL(t), nil, ClientOptions{})
+			err := c.CheckWriteAccount(context.Background(), testToken)
+			assert.Equal(t, 1, f.Calls(probePath), "one request, to Ocean's own update endpoint")
+			assert.Equal(t, http.MethodPost, gotMethod)
+			assert.Equal(t, "Bearer "+testToken, gotAuth)
+			assert.JSONEq(t, `{"webhookId":"0"}`, gotBody, "a webhook no user has; the token only in the header")
+			if tt.wantErr == nil {
+				assert.NoError(t, err)
+				return
+			}
+			var oe *Error
+			require.ErrorAs(t, err, &oe)
+			assert.Equal(t, tt.wantErr, oe)
+			if tt.oceans {
+				rec := httptest.NewRecorder()
+				Write(rec, oe)
+				assert.Equal(t, tt.status, rec.Code)
+				assert.JSONEq(t, tt.body, rec.Body.String(), "written back exactly as Ocean gave it")
+			}
+		})
+	}
+}
+
+func TestCheckWriteAccountCachesTheVerdict(t *testing.T) {
+	tests := []struct {
+		name    string
+		status  int
+		body    string
+		ttl     time.Duration
+		allowed bool
+	}{
+		{"allowed: for TTL", 400, noSuchWebhookUpdate, 30 * time.Second, true},
+		{"denied: for FailureTTL", 403, permissionDenied, 5 * time.Second, false},
+		{"unknown token: for FailureTTL", 401, authFailed, 5 * time.Second, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeOcean(t, answer(tt.status, tt.body))
+			clk := newClock()
+			c := newTestClient(t, f.URL(t), clk, ClientOptions{TTL: 30 * time.Second, FailureTTL: 5 * time.Second})
+			check := func(token string) {
+				t.Helper()
+				err := c.CheckWriteAccount(context.Background(), token)
+				if tt.allowed {
+					require.NoError(t, err)
+				} else {
+					var oe *Error
+					require.ErrorAs(t, err, &oe)
+					assert.Equal(t, tt.status, oe.HTTPStatus())
+				}
+			}
+			for range 5 {
+				check(testToken)
+			}
+			assert.Equal(t, 1, f.Calls(probePath), "one request per TTL, not per check")
+
+			clk.Advance(tt.ttl - time.Second)
+			check(testToken)
+			assert.Equal(t, 1, f.Calls(probePath))
+
+			clk.Advance(time.Second)
+			check(testToken)
+			assert.Equal(t, 2, f.Calls(probePath), "asked again once the TTL is over")
+
+			check("another-token-16")
+			assert.Equal(t, 3, f.Calls(probePath), "each token has its own verdict")
+		})
+	}
+}
+
+func TestCheckWriteAccountDoesNotCacheFailures(t *testing.T) {
+	tests := []struct {
+		name string
+		fail http.HandlerFunc
+		want error
+	}{
+		{"5xx", answer(http.StatusInternalServerError, internalError), ErrUpstreamUnavailable},
+		{"hang up", func(w http.ResponseWriter, r *http.Request) {
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				_ = conn.Close()
+			}
+		}, ErrUpstreamUnavailable},
+		{"too large", func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write(bytes.Repeat([]byte(" "), MaxResponseBytes+1))
+		}, ErrUpstreamUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var fail atomic.Bool
+			fail.Store(true)
+			f := newFakeOcean(t, func(w http.ResponseWriter, r *http.Request) {
+				if fail.Load() {
+					tt.fail(w, r)
+					return
+				}
+				answer(http.StatusBadRequest, noSuchWebhookUpdate)(w, r)
+			})
+			c := newTestClient(t, f.URL(t), newClock(), ClientOptions{})
+			assert.ErrorIs(t, c.CheckWriteAccount(context.Background(), testToken), tt.want)
+			assert.ErrorIs(t, c.CheckWriteAccount(context.Background(), testToken), tt.want)
+			assert.Equal(t, 2, f.Calls(probePath), "a failure is asked again at once")
+
+			fail.Store(false)
+			assert.NoError(t, c.CheckWriteAccount(context.Background(), testToken))
+			assert.Equal(t, 3, f.Calls(probePath))
+		})
+	}
+}
+
+func TestCheckWriteAccountTimeout(t *testing.T) {
+	release := make(chan struct{})
+	f := newFakeOcean(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	c := newTestClient(t, f.URL(t), nil, ClientOptions{Timeout: 20 * time.Millisecond})
+	assert.ErrorIs(t, c.CheckWriteAccount(context.Background(), testToken), ErrUpstreamTimeout)
+}
+
+func TestCheckWriteAccountWithoutToken(t *testing.T) {
+	f := newFakeOcean(t, answer(http.StatusBadRequest, noSuchWebhookUpdate))
+	c := newTestClient(t, f.URL(t), nil, ClientOptions{})
+	assert.ErrorIs(t, c.CheckWriteAccount(context.Background(), ""), ErrCredentialRequired)
+	assert.Zero(t, f.Calls(probePath))
+}
+
+func TestCheckWriteAccountIsApartFromMe(t *testing.T) {
+	f := newFakeOcean(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/i" {
+			answer(http.StatusOK, meAlice)(w, r)
+			return
+		}
+		answer(http.StatusForbidden, permissionDenied)(w, r)
+	})
+	c := newTestClient(t, f.URL(t), newClock(), ClientOptions{})
+	ctx := context.Background()
+	for range 3 {
+		me, err := c.Me(ctx, testToken)
+		require.NoError(t, err, "a token refused writes still reads")
+		assert.Equal(t, "au1lb55h9jzs0004", me.ID)
+		var oe *Error
+		require.ErrorAs(t, c.CheckWriteAccount(ctx, testToken), &oe)
+		assert.Equal(t, ErrPermissionDenied.ID, oe.ID)
+	}
+	assert.Equal(t, 1, f.Calls("/api/i"))
+	assert.Equal(t, 1, f.Calls(probePath))
+
+	sum := sha256.Sum256([]byte(testToken))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	assert.Len(t, c.cache, 2)
+	for k := range c.cache {
+		assert.Contains(t, k, hex.EncodeToString(sum[:]), "keyed by the token's hash")
+		assert.NotContains(t, k, testToken)
+	}
+}
+
+func TestCheckWriteAccountConcurrentChecksShareOneRequest(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var requests atomic.Int32
+		release := make(chan struct{})
+		hc := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			requests.Add(1)
+			<-release
+			return jsonResponse(http.StatusBadRequest, noSuchWebhookUpdate), nil
+		})}
+		c := NewClient(&url.URL{Scheme: "http", Host: "ocean.test"}, ClientOptions{HTTPClient: hc})
+
+		const n = 20
+		var wg sync.WaitGroup
+		errs := make([]error, n)
+		for i := range n {
+			wg.Go(func() { errs[i] = c.CheckWriteAccount(context.Background(), testToken) })
+		}
+		synctest.Wait()
+		assert.Equal(t, int32(1), requests.Load())
+		close(release)
+		wg.Wait()
+		for i := range n {
+			assert.NoError(t, errs[i])
+		}
+		assert.Equal(t, int32(1), requests.Load())
+	})
 }
