@@ -1,0 +1,368 @@
+// Command deliveries measures the delivery queue by itself: it opens Badger
+// with the server's options (queue.BadgerOptions) and the real hook store
+// (or, with -hooks fake, an in-memory stand-in for it), creates -hooks-n
+// hooks of as many users, all subscribed to `note` and pointing at the
+// receiver (bench/cmd/receiver), and then runs two phases:
+//
+//   - drain: with the workers stopped, enqueue -events events (one delivery
+//     each, the hooks in turn, with the captured createdNote as body), start
+//     queue.Run, and time until the receiver has every eventId;
+//   - steady: for each rate in -rates, enqueue one event per Enqueue call at
+//     that rate for -steady, and report the enqueue → receipt latency
+//     percentiles the receiver computed from the envelopes' createdAt.
+//
+// It prints one JSON line per phase. No proxy or HTTP client is involved on
+// the enqueue side: this is the queue's delivery capacity.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/oceanhooks/oceanhooks/bench/internal/fixture"
+	"github.com/oceanhooks/oceanhooks/hooks"
+	"github.com/oceanhooks/oceanhooks/queue"
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+type options struct {
+	dir        string
+	receiver   string
+	events     int
+	hooksN     int
+	hooksKind  string
+	fillBatch  int
+	rates      []float64
+	steady     time.Duration
+	timeout    time.Duration
+	cpuProfile string
+	hosts      int
+	noSync     bool
+}
+
+// Result is one printed JSON line.
+type Result struct {
+	Phase       string  `json:"phase"`
+	Hooks       string  `json:"hooks"`
+	HookCount   int     `json:"hookCount"`
+	Events      int     `json:"events"`
+	Rate        float64 `json:"rate,omitempty"`
+	FillSeconds float64 `json:"fillSeconds,omitempty"`
+	Seconds     float64 `json:"seconds"`
+	PerSecond   float64 `json:"deliveriesPerSecond"`
+	Received    int64   `json:"received"`
+	Unique      int64   `json:"unique"`
+	Duplicates  int64   `json:"duplicates"`
+	P50Ms       int32   `json:"p50Ms"`
+	P90Ms       int32   `json:"p90Ms"`
+	P99Ms       int32   `json:"p99Ms"`
+	MaxMs       int32   `json:"maxMs"`
+}
+
+func main() {
+	var o options
+	var rates string
+	flag.StringVar(&o.dir, "dir", "", "data directory (default: a new temporary one, removed at the end)")
+	flag.StringVar(&o.receiver, "receiver", "http://127.0.0.1:18304", "receiver base URL")
+	flag.IntVar(&o.events, "events", 100000, "events of the drain phase (one delivery each)")
+	flag.IntVar(&o.hooksN, "hooks-n", 100, "hooks (one per user)")
+	flag.StringVar(&o.hooksKind, "hooks", "store", "store: the real hook store in the same Badger; fake: in memory, no writes")
+	flag.IntVar(&o.fillBatch, "fill-batch", 100, "events per Enqueue call while filling the drain phase")
+	flag.StringVar(&rates, "rates", "1000", "comma-separated enqueue rates (events/s) of the steady phases; empty: none")
+	flag.DurationVar(&o.steady, "steady", 10*time.Second, "duration of each steady phase")
+	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up waiting for the receiver after this long")
+	flag.IntVar(&o.hosts, "hosts", 1, "spread the hooks over receiver hosts 127.0.0.1 … 127.0.0.<n> (same port; the receiver must listen on each)")
+	flag.BoolVar(&o.noSync, "nosync", false, "diagnostic: open Badger with SyncWrites=false (the queue then group-commits its enqueues only)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the drain phase to this file")
+	flag.Parse()
+	for _, r := range strings.Split(rates, ",") {
+		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(r, 64)
+		if err != nil || v <= 0 {
+			log.Fatalf("deliveries: bad rate %q", r)
+		}
+		o.rates = append(o.rates, v)
+	}
+	if err := run(o); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(o options) error {
+	if o.dir == "" {
+		dir, err := os.MkdirTemp("", "oceanhooks-deliveries-")
+		if err != nil {
+			return err
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
+		o.dir = dir
+	}
+	bopts := queue.BadgerOptions(o.dir)
+	if o.noSync {
+		bopts = bopts.WithSyncWrites(false)
+	}
+	db, err := badger.Open(bopts)
+	if err != nil {
+		return fmt.Errorf("open badger: %w", err)
+	}
+	defer func() { _ = db.Close() }()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	users := make([]string, o.hooksN)
+	var hk queue.Hooks
+	switch o.hooksKind {
+	case "store":
+		st, err := hooks.Open(db, hooks.Options{Logger: logger})
+		if err != nil {
+			return err
+		}
+		for i := range users {
+			users[i] = "benchuser" + strconv.Itoa(i)
+			_, err := st.Create(hooks.Hook{UserID: users[i], Name: "bench", On: []string{webhook.Note},
+				URL: hookURL(o, i), Secret: "bench-secret", Active: true}, 1)
+			if err != nil {
+				return err
+			}
+		}
+		hk = st
+	case "fake":
+		f := &fakeHooks{byUser: map[string][]webhook.Target{}, byID: map[string]webhook.Target{}}
+		for i := range users {
+			users[i] = "benchuser" + strconv.Itoa(i)
+			t := webhook.Target{HookID: fmt.Sprintf("benchhook%07d", i), UserID: users[i],
+				URL: hookURL(o, i), Secret: "bench-secret", Active: true}
+			f.byUser[users[i]] = []webhook.Target{t}
+			f.byID[t.HookID] = t
+		}
+		hk = f
+	default:
+		return fmt.Errorf("-hooks is store or fake, not %q", o.hooksKind)
+	}
+
+	q, err := queue.Open(db, hk, queue.Options{
+		ServerURL:              "https://ocean.example",
+		AllowedPrivateNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Logger:                 logger,
+	})
+	if err != nil {
+		return err
+	}
+	body, err := noteBody()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rc := &receiverClient{base: o.receiver}
+
+	// Drain phase: fill with the workers stopped, then run them.
+	if err := rc.reset(); err != nil {
+		return err
+	}
+	fillStart := time.Now()
+	batch := make([]webhook.Event, 0, o.fillBatch)
+	for i := range o.events {
+		batch = append(batch, webhook.Event{Type: webhook.Note, UserID: users[i%len(users)], Body: body})
+		if len(batch) == cap(batch) || i == o.events-1 {
+			if _, err := q.Enqueue(ctx, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	fill := time.Since(fillStart)
+	runDone := make(chan error, 1)
+	start := time.Now()
+	stopProfile, err := startProfile(o.cpuProfile)
+	if err != nil {
+		return err
+	}
+	go func() { runDone <- q.Run(ctx) }()
+	st, err := rc.waitFor(int64(o.events), o.timeout)
+	stopProfile()
+	if err != nil {
+		return err
+	}
+	secs := float64(st.LastMs-start.UnixMilli()) / 1000
+	emit(Result{Phase: "drain", Hooks: o.hooksKind, HookCount: o.hooksN, Events: o.events,
+		FillSeconds: fill.Seconds(), Seconds: secs, PerSecond: float64(st.Unique) / secs,
+		Received: st.Received, Unique: st.Unique, Duplicates: st.Duplicates,
+		P50Ms: st.P50Ms, P90Ms: st.P90Ms, P99Ms: st.P99Ms, MaxMs: st.MaxMs})
+
+	// Steady phases: one event per Enqueue, as one notes/create call makes.
+	for _, rate := range o.rates {
+		if err := rc.reset(); err != nil {
+			return err
+		}
+		n := int(rate * o.steady.Seconds())
+		interval := time.Duration(float64(time.Second) / rate)
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		begin := time.Now()
+		for i := range n {
+			if d := time.Until(begin.Add(time.Duration(i) * interval)); d > 0 {
+				time.Sleep(d)
+			}
+			wg.Go(func() {
+				ev := []webhook.Event{{Type: webhook.Note, UserID: users[i%len(users)], Body: body}}
+				if _, err := q.Enqueue(ctx, ev); err != nil {
+					failed.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if f := failed.Load(); f > 0 {
+			return fmt.Errorf("steady phase at %v/s: %d enqueues failed", rate, f)
+		}
+		st, err := rc.waitFor(int64(n), o.timeout)
+		if err != nil {
+			return err
+		}
+		secs := float64(st.LastMs-begin.UnixMilli()) / 1000
+		emit(Result{Phase: "steady", Hooks: o.hooksKind, HookCount: o.hooksN, Events: n, Rate: rate,
+			Seconds: secs, PerSecond: float64(st.Unique) / secs,
+			Received: st.Received, Unique: st.Unique, Duplicates: st.Duplicates,
+			P50Ms: st.P50Ms, P90Ms: st.P90Ms, P99Ms: st.P99Ms, MaxMs: st.MaxMs})
+	}
+	cancel()
+	return <-runDone
+}
+
+// hookURL is hook i's receiver URL: the receiver's, on host 127.0.0.<1 + i mod
+// hosts> when the hooks are spread.
+func hookURL(o options, i int) string {
+	u, err := url.Parse(o.receiver)
+	if err != nil || o.hosts <= 1 {
+		return fmt.Sprintf("%s/h%d", o.receiver, i)
+	}
+	u.Host = net.JoinHostPort(fmt.Sprintf("127.0.0.%d", 1+i%o.hosts), u.Port())
+	return fmt.Sprintf("%s/h%d", u, i)
+}
+
+// startProfile starts a CPU profile into path ("" for none) and returns
+// its stop function.
+func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
+}
+
+// noteBody is the `note` event body of the captured createdNote.
+func noteBody() (json.RawMessage, error) {
+	var v struct {
+		CreatedNote json.RawMessage `json:"createdNote"`
+	}
+	if err := json.Unmarshal(fixture.CreatedNote, &v); err != nil {
+		return nil, fmt.Errorf("fixture: %w", err)
+	}
+	return json.RawMessage(`{"note":` + string(v.CreatedNote) + `}`), nil
+}
+
+func emit(r Result) {
+	b, _ := json.Marshal(r)
+	fmt.Println(string(b))
+}
+
+// fakeHooks stands in for the hook store without any write.
+type fakeHooks struct {
+	byUser map[string][]webhook.Target
+	byID   map[string]webhook.Target
+}
+
+func (f *fakeHooks) ActiveHooks(userID, eventType string) []webhook.Target {
+	if eventType != webhook.Note {
+		return nil
+	}
+	return f.byUser[userID]
+}
+
+func (f *fakeHooks) Target(hookID string) (webhook.Target, bool) {
+	t, ok := f.byID[hookID]
+	return t, ok
+}
+
+func (f *fakeHooks) RecordAttempt(string, time.Time, int) {}
+func (f *fakeHooks) Deactivate(string)                    {}
+
+// receiverClient reads and resets bench/cmd/receiver.
+type receiverClient struct{ base string }
+
+// stats mirrors the receiver's /stats answer.
+type stats struct {
+	Received   int64 `json:"received"`
+	Unique     int64 `json:"unique"`
+	Duplicates int64 `json:"duplicates"`
+	LastMs     int64 `json:"lastMs"`
+	P50Ms      int32 `json:"p50Ms"`
+	P90Ms      int32 `json:"p90Ms"`
+	P99Ms      int32 `json:"p99Ms"`
+	MaxMs      int32 `json:"maxMs"`
+}
+
+func (rc *receiverClient) reset() error {
+	resp, err := http.Post(rc.base+"/reset", "", nil)
+	if err != nil {
+		return fmt.Errorf("reset receiver: %w", err)
+	}
+	_ = resp.Body.Close()
+	return nil
+}
+
+func (rc *receiverClient) stats() (stats, error) {
+	var s stats
+	resp, err := http.Get(rc.base + "/stats")
+	if err != nil {
+		return s, fmt.Errorf("receiver stats: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// waitFor polls the receiver until it has n unique deliveries.
+func (rc *receiverClient) waitFor(n int64, timeout time.Duration) (stats, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		s, err := rc.stats()
+		if err != nil {
+			return s, err
+		}
+		if s.Unique >= n {
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			return s, fmt.Errorf("receiver has %d of %d deliveries after %s", s.Unique, n, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

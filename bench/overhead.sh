@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Proxy overhead (issue 6 §1): requests/s and latency of the same calls sent
+#   direct        to the fake upstream
+#   nginx         through nginx as a plain keep-alive reverse proxy
+#   untapped      through oceanhooks, an endpoint it never taps (notes/timeline)
+#   direct-notes  notes/create, direct to the fake upstream
+#   notes-0       notes/create through oceanhooks with no hook at all
+#   notes-3000    notes/create through oceanhooks with 1,000 users × 3 hooks,
+#                 every author subscribed to `note` (each call enqueues one
+#                 delivery durably before the client gets its answer; a
+#                 receiver takes the deliveries)
+# first closed-loop with wrk, then open-loop at a fixed rate with
+# bench/cmd/load, ROUNDS times, configurations alternating within a round.
+# The notes-3000 sidecar's queue is drained before every next run.
+#
+# Environment: ROUNDS (3), DURATION (5, seconds per run), CONNS (64),
+# RATE (1000 requests/s), PIN (1: load generator and receiver on the first
+# half of the CPUs, everything under test on the other half; 0: no pinning).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+CONNS=${CONNS:-64}
+RATE=${RATE:-1000}
+
+need
+build
+
+if [[ $PIN == 1 ]]; then
+	LOAD_THREADS=$(cpuset_size "$LOAD_CPUS")
+	NGINX_WORKERS=$(cpuset_size "$SUT_CPUS")
+	log "pinned: load generator + receiver on CPUs $LOAD_CPUS, upstream + proxies on CPUs $SUT_CPUS"
+else
+	LOAD_THREADS=$((NCPU > 1 ? NCPU / 2 : 1))
+	NGINX_WORKERS=auto
+	log "not pinned"
+fi
+
+# nginx: a plain reverse proxy with keep-alive to the upstream, no logging.
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes $NGINX_WORKERS;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  upstream ocean {
+    server 127.0.0.1:$PORT_UPSTREAM;
+    keepalive 256;
+  }
+  server {
+    listen 127.0.0.1:$PORT_NGINX;
+    location / {
+      proxy_pass http://ocean;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
+}
+EOF
+
+sidecar_config "$WORK/a.yaml" "$PORT_SIDECAR" "$PORT_ADMIN" "$WORK/data-a"
+sidecar_config "$WORK/b.yaml" "$PORT_SIDECAR_B" "$PORT_ADMIN_B" "$WORK/data-b"
+
+start receiver "${ON_LOAD[@]}" "$BIN/receiver" -listen "127.0.0.1:$PORT_RECEIVER"
+start upstream "${ON_SUT[@]}" "$BIN/upstream" -listen "127.0.0.1:$PORT_UPSTREAM"
+start nginx "${ON_SUT[@]}" "$(nginx_bin)" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
+start sidecar-a "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/a.yaml"
+start sidecar-b "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/b.yaml"
+for p in "$PORT_RECEIVER" "$PORT_UPSTREAM" "$PORT_NGINX" "$PORT_SIDECAR" "$PORT_SIDECAR_B"; do wait_port "$p"; done
+
+log "creating 1,000 users × 3 hooks on the notes-3000 sidecar"
+"$BIN/mkhooks" -sidecar "http://127.0.0.1:$PORT_SIDECAR_B" -receiver "http://127.0.0.1:$PORT_RECEIVER" \
+	-users 1000 -per-user 3 -on "note,reply,renote,mention;follow,followed,unfollow;reaction,mention"
+
+TIMELINE=/api/notes/timeline
+CREATE=/api/notes/create
+declare -A URL BODY TOKENS
+URL[direct]=http://127.0.0.1:$PORT_UPSTREAM$TIMELINE
+URL[nginx]=http://127.0.0.1:$PORT_NGINX$TIMELINE
+URL[untapped]=http://127.0.0.1:$PORT_SIDECAR$TIMELINE
+URL[direct-notes]=http://127.0.0.1:$PORT_UPSTREAM$CREATE
+URL[notes-0]=http://127.0.0.1:$PORT_SIDECAR$CREATE
+URL[notes-3000]=http://127.0.0.1:$PORT_SIDECAR_B$CREATE
+for c in direct nginx untapped; do BODY[$c]='{"limit":10}' TOKENS[$c]=1; done
+for c in direct-notes notes-0 notes-3000; do BODY[$c]='{"text":"hello from the benchmark"}' TOKENS[$c]=1000; done
+CONFIGS=(direct nginx untapped direct-notes notes-0 notes-3000)
+
+OUTJ=$WORK/overhead.jsonl
+: >"$OUTJ"
+
+# after C: let the notes-3000 queue drain so that its deliveries do not
+# compete with the next run.
+after() {
+	if [[ $1 == notes-3000 ]]; then
+		local t=$SECONDS
+		wait_drained "$PORT_ADMIN_B" 900
+		log "  drained notes-3000 queue in $((SECONDS - t))s"
+	fi
+}
+
+wrk_run() { # CONFIG SECONDS
+	BENCH_BODY=${BODY[$1]} BENCH_TOKENS=${TOKENS[$1]} BENCH_LABEL=$1 BENCH_CONNS=$CONNS \
+		"${ON_LOAD[@]}" wrk -t"$LOAD_THREADS" -c"$CONNS" -d"$2"s --timeout 10s -s "$BENCH_DIR/wrk.lua" "${URL[$1]}" | tail -n 1
+}
+
+load_run() { # CONFIG SECONDS
+	"${ON_LOAD[@]}" "$BIN/load" -url "${URL[$1]}" -body "${BODY[$1]}" -tokens "${TOKENS[$1]}" \
+		-rate "$RATE" -c 256 -d "$2"s -warmup 1s -label "$1"
+}
+
+log "warm-up: 2s of each configuration"
+for c in "${CONFIGS[@]}"; do
+	wrk_run "$c" 2 >/dev/null
+	after "$c"
+done
+
+for ((r = 1; r <= ROUNDS; r++)); do
+	# Rotate the order so that no configuration always runs first.
+	k=$(((r - 1) % ${#CONFIGS[@]}))
+	order=("${CONFIGS[@]:k}" "${CONFIGS[@]:0:k}")
+	for c in "${order[@]}"; do
+		line=$(wrk_run "$c" "$DURATION")
+		log "round $r closed $line"
+		echo "{\"round\":$r,${line#\{}" >>"$OUTJ"
+		after "$c"
+	done
+	for c in "${order[@]}"; do
+		line=$(load_run "$c" "$DURATION")
+		log "round $r open   $line"
+		echo "{\"round\":$r,${line#\{}" >>"$OUTJ"
+		after "$c"
+	done
+done
+
+delivered=$(receiver_stat unique)
+dups=$(receiver_stat duplicates)
+{
+	echo "## Proxy overhead"
+	echo
+	echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS RATE=$RATE PIN=$PIN bench/overhead.sh\` ($(date -u +%Y-%m-%dT%H:%MZ))"
+	echo
+	if [[ $PIN == 1 ]]; then
+		echo "CPU layout: wrk / bench/cmd/load and the receiver on CPUs $LOAD_CPUS; upstream, nginx ($NGINX_WORKERS workers) and both sidecars on CPUs $SUT_CPUS (Go: GOMAXPROCS $(cpuset_size "$SUT_CPUS"))."
+	else
+		echo "CPU layout: no pinning; everything shares the $NCPU CPUs (nginx worker_processes auto)."
+	fi
+	echo "Closed loop: \`wrk -t$LOAD_THREADS -c$CONNS -d${DURATION}s -s bench/wrk.lua URL\`; fixed rate: \`bench/cmd/load -rate $RATE -c 256 -d ${DURATION}s -warmup 1s\`."
+	echo
+	"$BIN/report" "$OUTJ"
+	echo "Deliveries received from the notes-3000 sidecar during the runs: $delivered (duplicates: $dups)."
+} | save overhead.md
+cp "$OUTJ" "$RESULTS/overhead.jsonl"
