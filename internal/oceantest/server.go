@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,12 +28,23 @@ const (
 	CarolID = "au1lcbjm9jzs000z"
 )
 
-// Fixed test tokens, 16 characters like Ocean's native tokens.
+// Fixed test tokens, 16 characters like Ocean's native tokens: every
+// permission, `secure` endpoints included.
 const (
 	TokenAdmin = "token-admin-0001"
 	TokenAlice = "token-alice-0001"
 	TokenBob   = "token-bob-000001"
 	TokenCarol = "token-carol-0001"
+)
+
+// App tokens: access tokens alice gave an app, 32 characters like Ocean's
+// MiAuth tokens. Ocean lets them call an endpoint only when their permission
+// list holds the endpoint's kind.
+const (
+	// TokenAliceAppRead holds ["read:account"].
+	TokenAliceAppRead = "app-token-alice-read-00000000001"
+	// TokenAliceAppWrite holds ["read:account","write:account"].
+	TokenAliceAppWrite = "app-token-alice-write-0000000001"
 )
 
 // Server is a running fake Ocean. Its API is POST /api/<endpoint> with a JSON
@@ -42,8 +54,15 @@ const (
 // ocean.Write). Every answer has Ocean's Content-Type and Cache-Control; a
 // 204 has no body.
 //
+// An app token (TokenAliceAppRead, TokenAliceAppWrite) is refused with 403
+// PERMISSION_DENIED on an endpoint whose kind (Ocean's meta.kind, e.g.
+// read:account for i, write:account for i/webhooks/update) its permission
+// list lacks, after the credential check and before the endpoint runs, as
+// Ocean's ApiCallService does; endpoints of no kind accept it.
+//
 // From its state (users, follows, follow requests, blocks, notes, reactions):
-//   - i: the captured MeDetailed of the caller, counts kept current.
+//   - i: the captured MeDetailed of the caller, counts kept current; for an
+//     app token without the secrets (email, …), as Ocean packs it then.
 //   - users/show {userId | userIds | username}: UserDetailedNotMe as seen by
 //     the caller (relation flags; a moderator's extra keys for admin;
 //     MeDetailed without secrets for oneself; no flags when anonymous);
@@ -61,6 +80,9 @@ const (
 //   - notes/show {noteId}: the note as the caller sees it (hidden when not
 //     visible), with reactionAndUserPairCache as Ocean's notes/show has it.
 //   - notes/reactions/create {noteId, reaction}: 204, counted on the note.
+//   - i/webhooks/update {webhookId}: 400 NO_SUCH_WEBHOOK for any id (the
+//     real Ocean behind the sidecar holds none of the sidecar's hooks), 400
+//     INVALID_PARAM for a missing or malformed webhookId.
 //
 // Any other endpoint of the capture replays the first recorded call whose
 // request (minus `i`) is equal, preferring one recorded as the same user; an
@@ -172,11 +194,17 @@ func (s *Server) SetLocked(userID string, locked bool) {
 	}
 }
 
-// UserID returns the user id of a test token, "" for an unknown one.
+// UserID returns the user id of a test token (native or app), "" for an
+// unknown one.
 func UserID(token string) string {
 	for _, u := range userDefs {
 		if u.token == token {
 			return u.id
+		}
+	}
+	for _, a := range appDefs {
+		if a.token == token {
+			return a.userID
 		}
 	}
 	return ""
@@ -186,7 +214,8 @@ func UserID(token string) string {
 type request struct {
 	endpoint string
 	params   map[string]any
-	caller   *user // nil: no credential given
+	caller   *user     // nil: no credential given
+	app      *appToken // nil: none, or a native token
 }
 
 // reply is what a handler answers: status and body (nil body: empty).
@@ -230,6 +259,30 @@ var endpoints = map[string]endpointDef{
 	"notes/create":              {authRequired, (*Server).apiNotesCreate},
 	"notes/show":                {authOptional, (*Server).apiNotesShow},
 	"notes/reactions/create":    {authRequired, (*Server).apiReactionsCreate},
+	"i/webhooks/update":         {authRequired, (*Server).apiWebhooksUpdate},
+}
+
+// kinds are the endpoints' meta.kind in Ocean: the permission an app token
+// needs to call them. Endpoints not listed (users/show, notes/show, and
+// replayed ones other than the webhook endpoints) have none.
+var kinds = map[string]string{
+	"i":                         "read:account",
+	"users/relation":            "read:account",
+	"following/create":          "write:following",
+	"following/delete":          "write:following",
+	"following/invalidate":      "write:following",
+	"following/requests/accept": "write:following",
+	"following/requests/reject": "write:following",
+	"following/requests/cancel": "write:following",
+	"blocking/create":           "write:blocks",
+	"notes/create":              "write:notes",
+	"notes/reactions/create":    "write:reactions",
+	"i/webhooks/create":         "write:account",
+	"i/webhooks/update":         "write:account",
+	"i/webhooks/delete":         "write:account",
+	"i/webhooks/list":           "read:account",
+	"i/webhooks/show":           "read:account",
+	"i/webhooks/test":           "read:account",
 }
 
 const maxBody = 1 << 20
@@ -274,6 +327,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case token != "":
 		s.mu.Lock()
 		req.caller = s.st.byToken[token]
+		if req.caller == nil {
+			if req.app = s.st.apps[token]; req.app != nil {
+				req.caller = req.app.user
+			}
+		}
 		s.mu.Unlock()
 		if req.caller == nil {
 			s.write(w, r, fail(ocean.ErrAuthenticationFailed))
@@ -281,6 +339,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case def.auth == authRequired:
 		s.write(w, r, fail(ocean.ErrCredentialRequired))
+		return
+	}
+	if kind := kinds[endpoint]; req.app != nil && kind != "" && !slices.Contains(req.app.permission, kind) {
+		s.write(w, r, fail(ocean.ErrPermissionDenied))
 		return
 	}
 	s.write(w, r, def.fn(s, req))

@@ -18,6 +18,21 @@ var userDefs = []struct{ id, username, token string }{
 	{CarolID, "carol", TokenCarol},
 }
 
+// appDefs are the test app tokens: whose they are and what they may do.
+var appDefs = []struct {
+	token, userID string
+	permission    []string
+}{
+	{TokenAliceAppRead, AliceID, []string{"read:account"}},
+	{TokenAliceAppWrite, AliceID, []string{"read:account", "write:account"}},
+}
+
+// appToken is an access token of an app: its user and its permissions.
+type appToken struct {
+	user       *user
+	permission []string
+}
+
 // Key lists of Ocean's packed users, in Ocean's order (as in the captured
 // follow delivery; the tests check them against the capture).
 var (
@@ -70,10 +85,11 @@ type followInfo struct{ withReplies bool }
 // state is the fake's model of the Ocean database.
 type state struct {
 	users    map[string]*user
-	byToken  map[string]*user
-	follows  map[edge]followInfo // follower → followee
-	requests map[edge]followInfo // requester → followee
-	blocks   map[edge]bool       // blocker → blockee
+	byToken  map[string]*user     // native tokens
+	apps     map[string]*appToken // app tokens
+	follows  map[edge]followInfo  // follower → followee
+	requests map[edge]followInfo  // requester → followee
+	blocks   map[edge]bool        // blocker → blockee
 	notes    map[string]*note
 	seq      int
 	now      func() time.Time
@@ -81,13 +97,18 @@ type state struct {
 
 // newState starts with the capture's users and nothing else.
 func newState(templates map[string]*userTemplate, now func() time.Time) *state {
-	st := &state{now: now, users: map[string]*user{}, byToken: map[string]*user{},
+	st := &state{now: now, users: map[string]*user{}, byToken: map[string]*user{}, apps: map[string]*appToken{},
 		follows: map[edge]followInfo{}, requests: map[edge]followInfo{},
 		blocks: map[edge]bool{}, notes: map[string]*note{}}
 	for _, t := range templates {
 		u := &user{userTemplate: t}
 		st.users[u.id] = u
 		st.byToken[u.token] = u
+	}
+	for _, a := range appDefs {
+		if u := st.users[a.userID]; u != nil {
+			st.apps[a.token] = &appToken{user: u, permission: a.permission}
+		}
 	}
 	return st
 }
@@ -338,7 +359,14 @@ func (s *Server) userParam(r *request, notFound *ocean.Error) (*user, *ocean.Err
 func (s *Server) apiI(r *request) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return ok(s.st.meDetailed(r.caller))
+	o := s.st.meDetailed(r.caller)
+	if r.app != nil {
+		// Ocean's i packs secrets only for a native token.
+		for _, k := range secretKeys {
+			o.del(k)
+		}
+	}
+	return ok(o)
 }
 
 func (s *Server) apiUsersShow(r *request) reply {
