@@ -54,6 +54,8 @@ type ClientOptions struct {
 	HTTPClient *http.Client
 	// Logger gets request failures; tokens and bodies are never logged.
 	Logger *slog.Logger
+	// Now is the clock of the caches. Default time.Now.
+	Now func() time.Time
 }
 
 // Client reads from Ocean with a caller's token: who the token belongs to
@@ -68,7 +70,7 @@ type Client struct {
 	failureTTL time.Duration
 	log        *slog.Logger
 
-	now        func() time.Time // injectable in tests
+	now        func() time.Time
 	maxEntries int
 
 	flights singleflight.Group
@@ -94,7 +96,7 @@ func NewClient(base *url.URL, opts ClientOptions) *Client {
 		ttl:        opts.TTL,
 		failureTTL: opts.FailureTTL,
 		log:        opts.Logger,
-		now:        time.Now,
+		now:        opts.Now,
 		maxEntries: maxCacheEntries,
 		cache:      map[string]cacheEntry{},
 	}
@@ -112,6 +114,9 @@ func NewClient(base *url.URL, opts ClientOptions) *Client {
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	return c
 }

@@ -99,11 +99,10 @@ func answer(status int, body string) http.HandlerFunc {
 
 func newTestClient(t *testing.T, base *url.URL, clk *clock, opts ClientOptions) *Client {
 	t.Helper()
-	c := NewClient(base, opts)
 	if clk != nil {
-		c.now = clk.Now
+		opts.Now = clk.Now
 	}
-	return c
+	return NewClient(base, opts)
 }
 
 func TestMeParsesOnlyWhatIsKept(t *testing.T) {
