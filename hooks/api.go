@@ -19,10 +19,14 @@ import (
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
 
-// Authenticator tells who a token belongs to (ocean.Client). An *ocean.Error
-// it returns is written to the client as it is.
+// Authenticator asks Ocean about a caller's token (ocean.Client). An
+// *ocean.Error it returns is written to the client as it is.
 type Authenticator interface {
+	// Me tells who token belongs to.
 	Me(ctx context.Context, token string) (ocean.Me, error)
+	// CheckWriteAccount tells whether token may change the account's
+	// settings (an app token needs write:account); nil means it may.
+	CheckWriteAccount(ctx context.Context, token string) error
 }
 
 // Deliveries is the delivery queue as the management API needs it.
@@ -72,10 +76,12 @@ type API struct {
 }
 
 // endpoint is one management endpoint: its parameters, whether Ocean
-// declares it `secure` (native tokens only), its rate limit, its handler.
+// declares it `secure` (native tokens only), whether it changes hooks (kind
+// write:account in Ocean), its rate limit, its handler.
 type endpoint struct {
 	params *schema
 	secure bool
+	write  bool
 	limit  *limiter
 	serve  func(ctx context.Context, me ocean.Me, p map[string]any) (any, *ocean.Error)
 }
@@ -90,15 +96,22 @@ func NewAPI(store *Store, auth Authenticator, deliveries Deliveries, opts APIOpt
 	if a.now == nil {
 		a.now = time.Now
 	}
+	// Ocean's kinds: create, update and delete are write:account, list,
+	// show and test read:account (test is also `secure`, so native tokens
+	// only); of ours, redeliver changes what is sent and is a write,
+	// deliveries a read. Reads need no check of their own: Ocean's /api/i,
+	// which authenticates every call, is itself read:account in current
+	// versions, so an app token without it never gets this far (versions
+	// whose i declares no kind let any app token read).
 	a.endpoints = map[string]endpoint{
-		"create":     {params: paramsCreate, serve: a.create},
+		"create":     {params: paramsCreate, write: true, serve: a.create},
 		"list":       {params: paramsList, serve: a.list},
 		"show":       {params: paramsID, serve: a.show},
-		"update":     {params: paramsEdit, serve: a.update},
-		"delete":     {params: paramsID, serve: a.delete},
+		"update":     {params: paramsEdit, write: true, serve: a.update},
+		"delete":     {params: paramsID, write: true, serve: a.delete},
 		"test":       {params: paramsTest, secure: true, limit: newLimiter(testLimitMax, testLimitWindow, a.now), serve: a.test},
 		"deliveries": {params: paramsDeliveries, serve: a.listDeliveries},
-		"redeliver":  {params: paramsRedeliver, serve: a.redeliver},
+		"redeliver":  {params: paramsRedeliver, write: true, serve: a.redeliver},
 	}
 	return a
 }
@@ -162,6 +175,14 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if ep.write && !isNativeToken(token) {
+		// Ocean refuses an app token without the endpoint's kind before it
+		// validates the parameters; a native token has every permission.
+		if err := a.auth.CheckWriteAccount(r.Context(), token); err != nil {
+			a.writeAuthError(w, r, name, err)
+			return
+		}
+	}
 	if perr := validate(params, ep.params); perr != nil {
 		ocean.Write(w, perr.apiError())
 		return
@@ -210,7 +231,7 @@ func (a *API) writeAuthError(w http.ResponseWriter, r *http.Request, endpoint st
 	if r.Context().Err() != nil {
 		return // the caller is gone
 	}
-	a.log.Error("hooks api: authentication failed", "endpoint", endpoint, "err", err)
+	a.log.Error("hooks api: token check failed", "endpoint", endpoint, "err", err)
 	ocean.Write(w, ocean.ErrUpstreamUnavailable)
 }
 

@@ -115,6 +115,7 @@ type harness struct {
 	store      *Store
 	deliveries *fakeDeliveries
 	clock      *apiClock
+	oceanClock *apiClock // the Ocean client's token caches
 	api        *API
 	url        string
 	logs       *syncBuffer
@@ -141,14 +142,16 @@ func (b *syncBuffer) String() string {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	h := &harness{t: t, ocean: oceantest.New(t), dir: t.TempDir(),
-		clock: &apiClock{t: time.Date(2026, 11, 26, 20, 50, 24, 0, time.UTC)}, logs: &syncBuffer{}}
+		clock:      &apiClock{t: time.Date(2026, 11, 26, 20, 50, 24, 0, time.UTC)},
+		oceanClock: &apiClock{t: time.Date(2026, 11, 26, 20, 50, 24, 0, time.UTC)}, logs: &syncBuffer{}}
 	h.db = openDB(t, h.dir)
 	t.Cleanup(func() { _ = h.db.Close() })
 	h.start()
 	t.Cleanup(func() {
 		// Whatever a test did, no token reached the logs.
 		logs := h.logs.String()
-		for _, token := range []string{oceantest.TokenAlice, oceantest.TokenBob, oceantest.TokenAdmin, oceantest.TokenCarol} {
+		for _, token := range []string{oceantest.TokenAlice, oceantest.TokenBob, oceantest.TokenAdmin, oceantest.TokenCarol,
+			oceantest.TokenAliceAppRead, oceantest.TokenAliceAppWrite} {
 			assert.NotContains(t, logs, token)
 		}
 	})
@@ -165,7 +168,7 @@ func (h *harness) start() {
 	require.NoError(t, err)
 	h.deliveries = &fakeDeliveries{store: h.store, now: h.clock.Now, testStatus: 200}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	client := ocean.NewClient(base, ocean.ClientOptions{Logger: logger})
+	client := ocean.NewClient(base, ocean.ClientOptions{Logger: logger, Now: h.oceanClock.Now})
 	h.api = NewAPI(h.store, client, h.deliveries, APIOptions{Now: h.clock.Now, Logger: logger})
 	srv := httptest.NewServer(h.api)
 	t.Cleanup(srv.Close)
@@ -588,13 +591,17 @@ func TestOceanUnreachableIsNeverASilentSuccess(t *testing.T) {
 	assert.Empty(t, h.all())
 }
 
-// fakeAuth answers every token with me, or err.
+// fakeAuth answers every token with me, or err, and every write check with
+// writeErr.
 type fakeAuth struct {
-	me  ocean.Me
-	err error
+	me       ocean.Me
+	err      error
+	writeErr error
 }
 
 func (f fakeAuth) Me(context.Context, string) (ocean.Me, error) { return f.me, f.err }
+
+func (f fakeAuth) CheckWriteAccount(context.Context, string) error { return f.writeErr }
 
 func TestAuthenticatorFailureOfItsOwn(t *testing.T) {
 	s, _ := newStore(t)
