@@ -12,6 +12,7 @@ PORT_ADMIN=18302
 PORT_NGINX=18303
 PORT_RECEIVER=18304
 PORT_PPROF=18305
+PORT_STOCK=18306
 PORT_SIDECAR_B=18311
 PORT_ADMIN_B=18312
 
@@ -179,6 +180,26 @@ wait_drained() {
 		((SECONDS - start < secs)) || die "queue on admin port $port not drained after ${secs}s"
 		sleep 0.5
 	done
+}
+
+# cpu_ticks PID prints the process's user + system CPU time in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# wait_quiet PID [SECONDS] waits until the process used less than 30 % of one
+# CPU over 5 s (Badger's compactions done), at most SECONDS (300); it prints
+# how long it waited.
+wait_quiet() {
+	local pid=$1 secs=${2:-300} start=$SECONDS hz a b
+	hz=$(getconf CLK_TCK)
+	while ((SECONDS - start < secs)); do
+		a=$(cpu_ticks "$pid")
+		sleep 5
+		b=$(cpu_ticks "$pid")
+		if (((b - a) * 100 < 30 * 5 * hz)); then
+			break
+		fi
+	done
+	echo $((SECONDS - start))
 }
 
 # rss_kib PID prints the resident set (VmRSS) in KiB; hwm_kib the peak (VmHWM).

@@ -2,6 +2,8 @@
 # Proxy overhead (issue 6 §1): requests/s and latency of the same calls sent
 #   direct        to the fake upstream
 #   nginx         through nginx as a plain keep-alive reverse proxy
+#   go-stock      through the standard library's httputil.ReverseProxy with a
+#                 tuned transport (bench/cmd/stockproxy), the Go floor
 #   untapped      through oceanhooks, an endpoint it never taps (notes/timeline)
 #   direct-notes  notes/create, direct to the fake upstream
 #   notes-0       notes/create through oceanhooks with no hook at all
@@ -75,10 +77,11 @@ sidecar_config "$WORK/b.yaml" "$PORT_SIDECAR_B" "$PORT_ADMIN_B" "$WORK/data-b"
 
 start receiver "${ON_LOAD[@]}" "$BIN/receiver" -listen "127.0.0.1:$PORT_RECEIVER"
 start upstream "${ON_SUT[@]}" "$BIN/upstream" -listen "127.0.0.1:$PORT_UPSTREAM"
+start stockproxy "${ON_SUT[@]}" "$BIN/stockproxy" -listen "127.0.0.1:$PORT_STOCK" -upstream "http://127.0.0.1:$PORT_UPSTREAM"
 start nginx "${ON_SUT[@]}" "$(nginx_bin)" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
 start sidecar-a "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/a.yaml"
 start sidecar-b "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/b.yaml"
-for p in "$PORT_RECEIVER" "$PORT_UPSTREAM" "$PORT_NGINX" "$PORT_SIDECAR" "$PORT_SIDECAR_B"; do wait_port "$p"; done
+for p in "$PORT_RECEIVER" "$PORT_UPSTREAM" "$PORT_NGINX" "$PORT_STOCK" "$PORT_SIDECAR" "$PORT_SIDECAR_B"; do wait_port "$p"; done
 
 log "creating 1,000 users × 3 hooks on the notes-3000 sidecar"
 "$BIN/mkhooks" -sidecar "http://127.0.0.1:$PORT_SIDECAR_B" -receiver "http://127.0.0.1:$PORT_RECEIVER" \
@@ -89,13 +92,14 @@ CREATE=/api/notes/create
 declare -A URL BODY TOKENS
 URL[direct]=http://127.0.0.1:$PORT_UPSTREAM$TIMELINE
 URL[nginx]=http://127.0.0.1:$PORT_NGINX$TIMELINE
+URL[go-stock]=http://127.0.0.1:$PORT_STOCK$TIMELINE
 URL[untapped]=http://127.0.0.1:$PORT_SIDECAR$TIMELINE
 URL[direct-notes]=http://127.0.0.1:$PORT_UPSTREAM$CREATE
 URL[notes-0]=http://127.0.0.1:$PORT_SIDECAR$CREATE
 URL[notes-3000]=http://127.0.0.1:$PORT_SIDECAR_B$CREATE
-for c in direct nginx untapped; do BODY[$c]='{"limit":10}' TOKENS[$c]=1; done
+for c in direct nginx go-stock untapped; do BODY[$c]='{"limit":10}' TOKENS[$c]=1; done
 for c in direct-notes notes-0 notes-3000; do BODY[$c]='{"text":"hello from the benchmark"}' TOKENS[$c]=1000; done
-CONFIGS=(direct nginx untapped direct-notes notes-0 notes-3000)
+CONFIGS=(direct nginx go-stock untapped direct-notes notes-0 notes-3000)
 
 OUTJ=$WORK/overhead.jsonl
 : >"$OUTJ"
@@ -158,7 +162,7 @@ dups=$(receiver_stat duplicates)
 	fi
 	echo "Closed loop: \`wrk -t$LOAD_THREADS -c$CONNS -d${DURATION}s -s bench/wrk.lua URL\`; fixed rate: \`bench/cmd/load -rate $RATE -c 256 -d ${DURATION}s -warmup 1s\`."
 	echo
-	"$BIN/report" "$OUTJ"
+	"$BIN/report" -order "$(IFS=,; echo "${CONFIGS[*]}")" "$OUTJ"
 	echo "Deliveries received from the notes-3000 sidecar during the runs: $delivered (duplicates: $dups)."
 } | save overhead.md
 cp "$OUTJ" "$RESULTS/overhead.jsonl"

@@ -55,6 +55,8 @@ type options struct {
 	cpuProfile string
 	hosts      int
 	noSync     bool
+	badgerMem  string
+	fillOnly   bool
 }
 
 // Result is one printed JSON line.
@@ -74,6 +76,10 @@ type Result struct {
 	P90Ms       int32   `json:"p90Ms"`
 	P99Ms       int32   `json:"p99Ms"`
 	MaxMs       int32   `json:"maxMs"`
+	Badger      string  `json:"badger"`
+	FillRSS     int     `json:"fillRssMiB,omitempty"`
+	RSS         int     `json:"rssMiB"`
+	PeakRSS     int     `json:"peakRssMiB"`
 }
 
 func main() {
@@ -90,6 +96,8 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up waiting for the receiver after this long")
 	flag.IntVar(&o.hosts, "hosts", 1, "spread the hooks over receiver hosts 127.0.0.1 … 127.0.0.<n> (same port; the receiver must listen on each)")
 	flag.BoolVar(&o.noSync, "nosync", false, "diagnostic: open Badger with SyncWrites=false (the queue then group-commits its enqueues only)")
+	flag.StringVar(&o.badgerMem, "badger", "shipped", "diagnostic: shipped (queue.BadgerOptions) or lowmem (smaller memtables, caches and fewer compactors)")
+	flag.BoolVar(&o.fillOnly, "fill-only", false, "stop after the drain phase's fill (memory of the fill only)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the drain phase to this file")
 	flag.Parse()
 	for _, r := range strings.Split(rates, ",") {
@@ -119,6 +127,13 @@ func run(o options) error {
 	bopts := queue.BadgerOptions(o.dir)
 	if o.noSync {
 		bopts = bopts.WithSyncWrites(false)
+	}
+	switch o.badgerMem {
+	case "shipped":
+	case "lowmem":
+		bopts = lowMem(bopts)
+	default:
+		return fmt.Errorf("-badger is shipped or lowmem, not %q", o.badgerMem)
 	}
 	db, err := badger.Open(bopts)
 	if err != nil {
@@ -175,8 +190,10 @@ func run(o options) error {
 	rc := &receiverClient{base: o.receiver}
 
 	// Drain phase: fill with the workers stopped, then run them.
-	if err := rc.reset(); err != nil {
-		return err
+	if !o.fillOnly {
+		if err := rc.reset(); err != nil {
+			return err
+		}
 	}
 	fillStart := time.Now()
 	batch := make([]webhook.Event, 0, o.fillBatch)
@@ -190,6 +207,12 @@ func run(o options) error {
 		}
 	}
 	fill := time.Since(fillStart)
+	fillRSS, fillPeak := memory()
+	if o.fillOnly {
+		emit(Result{Phase: "fill", Hooks: o.hooksKind, HookCount: o.hooksN, Events: o.events,
+			FillSeconds: fill.Seconds(), Badger: o.badgerMem, RSS: fillRSS, PeakRSS: fillPeak})
+		return nil
+	}
 	runDone := make(chan error, 1)
 	start := time.Now()
 	stopProfile, err := startProfile(o.cpuProfile)
@@ -203,10 +226,12 @@ func run(o options) error {
 		return err
 	}
 	secs := float64(st.LastMs-start.UnixMilli()) / 1000
+	rss, peak := memory()
 	emit(Result{Phase: "drain", Hooks: o.hooksKind, HookCount: o.hooksN, Events: o.events,
 		FillSeconds: fill.Seconds(), Seconds: secs, PerSecond: float64(st.Unique) / secs,
 		Received: st.Received, Unique: st.Unique, Duplicates: st.Duplicates,
-		P50Ms: st.P50Ms, P90Ms: st.P90Ms, P99Ms: st.P99Ms, MaxMs: st.MaxMs})
+		P50Ms: st.P50Ms, P90Ms: st.P90Ms, P99Ms: st.P99Ms, MaxMs: st.MaxMs,
+		Badger: o.badgerMem, FillRSS: fillRSS, RSS: rss, PeakRSS: peak})
 
 	// Steady phases: one event per Enqueue, as one notes/create call makes.
 	for _, rate := range o.rates {
@@ -238,13 +263,49 @@ func run(o options) error {
 			return err
 		}
 		secs := float64(st.LastMs-begin.UnixMilli()) / 1000
+		rss, peak := memory()
 		emit(Result{Phase: "steady", Hooks: o.hooksKind, HookCount: o.hooksN, Events: n, Rate: rate,
 			Seconds: secs, PerSecond: float64(st.Unique) / secs,
 			Received: st.Received, Unique: st.Unique, Duplicates: st.Duplicates,
-			P50Ms: st.P50Ms, P90Ms: st.P90Ms, P99Ms: st.P99Ms, MaxMs: st.MaxMs})
+			P50Ms: st.P50Ms, P90Ms: st.P90Ms, P99Ms: st.P99Ms, MaxMs: st.MaxMs,
+			Badger: o.badgerMem, RSS: rss, PeakRSS: peak})
 	}
 	cancel()
 	return <-runDone
+}
+
+// lowMem is a candidate for a smaller resident set: memtables of 16 MiB (3,
+// not 5), 2 compactors instead of 4, a 16 MiB block cache instead of 256,
+// and L0 compaction starting at 3 tables.
+func lowMem(o badger.Options) badger.Options {
+	return o.WithMemTableSize(16 << 20).
+		WithNumMemtables(3).
+		WithNumCompactors(2).
+		WithBlockCacheSize(16 << 20).
+		WithNumLevelZeroTables(3).
+		WithNumLevelZeroTablesStall(8)
+}
+
+// memory reads the process's resident set and its peak (MiB) from /proc.
+func memory() (rss, peak int) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kib, _ := strconv.Atoi(f[1])
+		switch f[0] {
+		case "VmRSS:":
+			rss = kib / 1024
+		case "VmHWM:":
+			peak = kib / 1024
+		}
+	}
+	return rss, peak
 }
 
 // hookURL is hook i's receiver URL: the receiver's, on host 127.0.0.<1 + i mod

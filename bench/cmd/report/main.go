@@ -35,8 +35,8 @@ type run struct {
 }
 
 func main() {
-	order := flag.String("order", "direct,nginx,untapped,direct-notes,notes-0,notes-3000", "configurations in table order")
-	bases := flag.String("base", "nginx=direct,untapped=direct,notes-0=direct-notes,notes-3000=direct-notes",
+	order := flag.String("order", "direct,nginx,go-stock,untapped,direct-notes,notes-0,notes-3000", "configurations in table order")
+	bases := flag.String("base", "nginx=direct,go-stock=direct,untapped=direct,notes-0=direct-notes,notes-3000=direct-notes",
 		"configuration=baseline pairs for the ratio columns")
 	flag.Parse()
 	in := io.Reader(os.Stdin)
@@ -149,7 +149,7 @@ func write(w io.Writer, runs []run, labels []string, base map[string]string) {
 		}
 		fmt.Fprintln(w)
 		if mode != "open" {
-			for _, pair := range [][2]string{{"untapped", "nginx"}, {"notes-3000", "untapped"}, {"notes-0", "untapped"}} {
+			for _, pair := range [][2]string{{"untapped", "nginx"}, {"go-stock", "nginx"}, {"untapped", "go-stock"}, {"notes-3000", "untapped"}, {"notes-0", "untapped"}} {
 				a, b := byLabel[pair[0]], byLabel[pair[1]]
 				if a == nil || b == nil {
 					continue

@@ -1,7 +1,9 @@
 // Command upstream is a fast fake Ocean for the benchmarks: it answers
 // POST /api/i for bench tokens, POST /api/notes/create with a captured
-// createdNote (fresh id, the caller as author), and every other request with
-// the same 1 KiB of JSON. Answers are assembled from prebuilt bytes, so the
+// createdNote (fresh id, the caller as author), POST /api/i/webhooks/update
+// with Ocean's NO_SUCH_WEBHOOK (the sidecar's write:account check of an app
+// token: every bench token holds the permission), and every other request
+// with the same 1 KiB of JSON. Answers are assembled from prebuilt bytes, so the
 // upstream costs as little as a Go HTTP server can.
 //
 // Tokens are "tok-<n>"; the token's user id is "user<n>". Any other token is
@@ -29,6 +31,7 @@ import (
 	"github.com/tidwall/sjson"
 
 	"github.com/oceanhooks/oceanhooks/bench/internal/fixture"
+	"github.com/oceanhooks/oceanhooks/ocean"
 )
 
 const tokenPrefix = "tok-"
@@ -155,6 +158,12 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		out := fmt.Appendf(buf.Bytes()[:0], `{"id":"user%s","isAdmin":false,"policies":{"webhookLimit":%d}}`, n, u.webhookLimit)
 		writeJSON(w, out)
+	case "/api/i/webhooks/update":
+		if _, ok := u.caller(r, buf.Bytes()); !ok {
+			authFailed(w)
+			return
+		}
+		ocean.Write(w, ocean.ErrNoSuchWebhookUpdate)
 	case "/api/notes/create":
 		n, ok := u.caller(r, buf.Bytes())
 		if !ok {
@@ -216,11 +225,4 @@ func writeJSON(w http.ResponseWriter, body []byte) {
 	_, _ = w.Write(body)
 }
 
-var authFailedBody = []byte(`{"error":{"message":"Authentication failed. Please ensure your token is correct.","code":"AUTHENTICATION_FAILED","id":"b0a7f5f8-dc2f-4171-b91f-de88ad238e14"}}`)
-
-func authFailed(w http.ResponseWriter) {
-	h := w.Header()
-	h["Content-Type"] = []string{"application/json; charset=utf-8"}
-	w.WriteHeader(http.StatusUnauthorized)
-	_, _ = w.Write(authFailedBody)
-}
+func authFailed(w http.ResponseWriter) { ocean.Write(w, ocean.ErrAuthenticationFailed) }

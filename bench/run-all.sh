@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every benchmark in turn with its defaults and collects the Markdown
+# they print, with the machine description, in bench/results/ALL.md. Each
+# script's own environment variables pass through (e.g. PIN=0, ROUNDS=5).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SCRIPTS=(gobench overhead delivery backlog crash profile)
+mkdir -p "$RESULTS"
+{
+	echo "## Machine"
+	echo
+	machine
+	echo
+	echo "Load average before the runs: $(cat /proc/loadavg)"
+} | save machine.md >/dev/null
+
+timings=()
+for s in "${SCRIPTS[@]}"; do
+	log "=== $s.sh"
+	t=$SECONDS
+	bash "$BENCH_DIR/$s.sh"
+	timings+=("| $s.sh | $((SECONDS - t)) s |")
+done
+
+{
+	cat "$RESULTS/machine.md"
+	echo
+	for s in "${SCRIPTS[@]}"; do
+		[[ -f $RESULTS/$s.md ]] && cat "$RESULTS/$s.md" && echo
+	done
+	echo "## Script run times"
+	echo
+	echo "| script | wall time |"
+	echo "|---|---:|"
+	printf '%s\n' "${timings[@]}"
+	echo
+	echo "Load average after the runs: $(cat /proc/loadavg)"
+} >"$RESULTS/ALL.md"
+log "all results in $RESULTS/ALL.md"
