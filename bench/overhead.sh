@@ -12,11 +12,13 @@
 #                 delivery durably before the client gets its answer; a
 #                 receiver takes the deliveries)
 # first closed-loop with wrk, then open-loop at a fixed rate with
-# bench/cmd/load, ROUNDS times, configurations alternating within a round.
-# The notes-3000 sidecar's queue is drained before every next run.
+# bench/cmd/load, ROUNDS times, configurations alternating within a round;
+# then direct-notes and notes-3000 once more at LOW_RATE, a rate the
+# durable path can sustain. The notes-3000 sidecar's queue is drained before
+# every next run.
 #
 # Environment: ROUNDS (3), DURATION (5, seconds per run), CONNS (64),
-# RATE (1000 requests/s), PIN (1: load generator and receiver on the first
+# RATE (1000 requests/s), LOW_RATE (250 requests/s), PIN (1: load generator and receiver on the first
 # half of the CPUs, everything under test on the other half; 0: no pinning).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,6 +27,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-64}
 RATE=${RATE:-1000}
+LOW_RATE=${LOW_RATE:-250}
 
 need
 build
@@ -119,9 +122,9 @@ wrk_run() { # CONFIG SECONDS
 		"${ON_LOAD[@]}" wrk -t"$LOAD_THREADS" -c"$CONNS" -d"$2"s --timeout 10s -s "$BENCH_DIR/wrk.lua" "${URL[$1]}" | tail -n 1
 }
 
-load_run() { # CONFIG SECONDS
+load_run() { # CONFIG SECONDS [RATE]
 	"${ON_LOAD[@]}" "$BIN/load" -url "${URL[$1]}" -body "${BODY[$1]}" -tokens "${TOKENS[$1]}" \
-		-rate "$RATE" -c 256 -d "$2"s -warmup 1s -label "$1"
+		-rate "${3:-$RATE}" -c 256 -d "$2"s -warmup 1s -label "$1"
 }
 
 log "warm-up: 2s of each configuration"
@@ -146,6 +149,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		echo "{\"round\":$r,${line#\{}" >>"$OUTJ"
 		after "$c"
 	done
+	for c in direct-notes notes-3000; do
+		line=$(load_run "$c" "$DURATION" "$LOW_RATE")
+		log "round $r low    $line"
+		echo "{\"round\":$r,${line#\{}" >>"$OUTJ"
+		after "$c"
+	done
 done
 
 delivered=$(receiver_stat unique)
@@ -153,14 +162,14 @@ dups=$(receiver_stat duplicates)
 {
 	echo "## Proxy overhead"
 	echo
-	echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS RATE=$RATE PIN=$PIN bench/overhead.sh\` ($(date -u +%Y-%m-%dT%H:%MZ))"
+	echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS RATE=$RATE LOW_RATE=$LOW_RATE PIN=$PIN bench/overhead.sh\` ($(date -u +%Y-%m-%dT%H:%MZ))"
 	echo
 	if [[ $PIN == 1 ]]; then
 		echo "CPU layout: wrk / bench/cmd/load and the receiver on CPUs $LOAD_CPUS; upstream, nginx ($NGINX_WORKERS workers) and both sidecars on CPUs $SUT_CPUS (Go: GOMAXPROCS $(cpuset_size "$SUT_CPUS"))."
 	else
 		echo "CPU layout: no pinning; everything shares the $NCPU CPUs (nginx worker_processes auto)."
 	fi
-	echo "Closed loop: \`wrk -t$LOAD_THREADS -c$CONNS -d${DURATION}s -s bench/wrk.lua URL\`; fixed rate: \`bench/cmd/load -rate $RATE -c 256 -d ${DURATION}s -warmup 1s\`."
+	echo "Closed loop: \`wrk -t$LOAD_THREADS -c$CONNS -d${DURATION}s -s bench/wrk.lua URL\`; fixed rate: \`bench/cmd/load -rate $RATE (or $LOW_RATE) -c 256 -d ${DURATION}s -warmup 1s\`."
 	echo
 	"$BIN/report" -order "$(IFS=,; echo "${CONFIGS[*]}")" "$OUTJ"
 	echo "Deliveries received from the notes-3000 sidecar during the runs: $delivered (duplicates: $dups)."

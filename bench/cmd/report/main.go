@@ -85,17 +85,22 @@ func write(w io.Writer, runs []run, labels []string, base map[string]string) {
 	modes := map[string]map[string]series{}
 	var modeOrder []string
 	for _, r := range runs {
-		if modes[r.Mode] == nil {
-			modes[r.Mode] = map[string]series{}
-			modeOrder = append(modeOrder, r.Mode)
+		key := r.Mode
+		if r.Mode == "open" {
+			key = fmt.Sprintf("open@%g", r.Rate)
 		}
-		if modes[r.Mode][r.Label] == nil {
-			modes[r.Mode][r.Label] = series{}
+		if modes[key] == nil {
+			modes[key] = map[string]series{}
+			modeOrder = append(modeOrder, key)
 		}
-		modes[r.Mode][r.Label][r.Round] = r
+		if modes[key][r.Label] == nil {
+			modes[key][r.Label] = series{}
+		}
+		modes[key][r.Label][r.Round] = r
 	}
-	for _, mode := range modeOrder {
-		byLabel := modes[mode]
+	for _, key := range modeOrder {
+		byLabel := modes[key]
+		mode, _, _ := strings.Cut(key, "@")
 		var any run
 		for _, s := range byLabel {
 			for _, r := range s {
