@@ -14,7 +14,10 @@ BENCHTIME=${BENCHTIME:-1s}
 command -v go >/dev/null || die "go is required"
 cmd=(go test -run '^$' -bench . -benchmem -count "$COUNT" -benchtime "$BENCHTIME" ./proxy ./matchers ./queue ./bench)
 log "${cmd[*]}"
-out=$(cd "$ROOT" && "${cmd[@]}")
+if ! out=$(cd "$ROOT" && "${cmd[@]}" 2>&1); then
+	echo "$out" >&2
+	die "go test -bench failed"
+fi
 {
 	echo "## Go benchmarks"
 	echo

@@ -16,11 +16,16 @@ mkdir -p "$RESULTS"
 } | save machine.md >/dev/null
 
 timings=()
+failed=0
 for s in "${SCRIPTS[@]}"; do
 	log "=== $s.sh"
 	t=$SECONDS
-	bash "$BENCH_DIR/$s.sh"
-	timings+=("| $s.sh | $((SECONDS - t)) s |")
+	status=ok
+	if ! bash "$BENCH_DIR/$s.sh"; then
+		status=FAILED
+		failed=$((failed + 1))
+	fi
+	timings+=("| $s.sh | $((SECONDS - t)) s | $status |")
 done
 
 {
@@ -31,10 +36,11 @@ done
 	done
 	echo "## Script run times"
 	echo
-	echo "| script | wall time |"
-	echo "|---|---:|"
+	echo "| script | wall time | result |"
+	echo "|---|---:|---|"
 	printf '%s\n' "${timings[@]}"
 	echo
 	echo "Load average after the runs: $(cat /proc/loadavg)"
 } >"$RESULTS/ALL.md"
 log "all results in $RESULTS/ALL.md"
+((failed == 0)) || die "$failed script(s) failed"
