@@ -4,6 +4,7 @@
 # plus net/http/pprof on 127.0.0.1:18305), the same CPU layout and hooks as
 # overhead.sh, wrk closed-loop on
 #   untapped    notes/timeline (never tapped)
+#   notes-0     notes/create before any hook exists
 #   notes-3000  notes/create with 1,000 users × 3 hooks, author subscribed
 # For each: a PROFILE_SECONDS CPU profile taken in the middle of the run, the
 # top frames (flat and cumulative), and a goroutine snapshot (where the
@@ -25,8 +26,6 @@ start receiver "${ON_LOAD[@]}" "$BIN/receiver" -listen "127.0.0.1:$PORT_RECEIVER
 start upstream "${ON_SUT[@]}" "$BIN/upstream" -listen "127.0.0.1:$PORT_UPSTREAM"
 start sidecar "${ON_SUT[@]}" "$BIN/sidecar" -config "$WORK/b.yaml" -pprof "127.0.0.1:$PORT_PPROF"
 for p in "$PORT_RECEIVER" "$PORT_UPSTREAM" "$PORT_SIDECAR_B" "$PORT_PPROF"; do wait_port "$p"; done
-"$BIN/mkhooks" -sidecar "http://127.0.0.1:$PORT_SIDECAR_B" -receiver "http://127.0.0.1:$PORT_RECEIVER" \
-	-users 1000 -per-user 3 -on "note,reply,renote,mention;follow,followed,unfollow;reaction,mention"
 
 mkdir -p "$RESULTS"
 profile() { # NAME PATH BODY TOKENS
@@ -55,5 +54,8 @@ profile() { # NAME PATH BODY TOKENS
 }
 
 profile untapped /api/notes/timeline '{"limit":10}' 1
+profile notes-0 /api/notes/create '{"text":"hello from the benchmark"}' 1000
+"$BIN/mkhooks" -sidecar "http://127.0.0.1:$PORT_SIDECAR_B" -receiver "http://127.0.0.1:$PORT_RECEIVER" \
+	-users 1000 -per-user 3 -on "note,reply,renote,mention;follow,followed,unfollow;reaction,mention"
 profile notes-3000 /api/notes/create '{"text":"hello from the benchmark"}' 1000
 log "profiles and reports in $RESULTS/profile-*"
