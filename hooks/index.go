@@ -8,9 +8,13 @@ import (
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
 
-// index is an immutable snapshot of the active hooks: readers load it
-// through an atomic pointer, writers publish a new one (copy on write).
+// index is an immutable snapshot of the active hooks, and of every hook's
+// delivery target: readers load it through an atomic pointer, writers publish
+// a new one (copy on write).
 type index struct {
+	// targets holds every hook's target (active or not) by hook id, so a
+	// delivery attempt learns its URL and secret without a disk read.
+	targets map[string]webhook.Target
 	// users holds only users with at least one active hook.
 	users map[string]*userHooks
 	// typeCounts counts, per event type, the active hooks on it (absent: 0).
@@ -50,12 +54,14 @@ func indexed(h Hook) Hook {
 // buildIndex makes the index of hooks from scratch.
 func buildIndex(hooks []Hook) *index {
 	byUser := map[string][]Hook{}
+	targets := make(map[string]webhook.Target, len(hooks))
 	for _, h := range hooks {
+		targets[h.ID] = h.target()
 		if h.Active {
 			byUser[h.UserID] = append(byUser[h.UserID], indexed(h))
 		}
 	}
-	idx := &index{users: map[string]*userHooks{}, typeCounts: map[string]int{}}
+	idx := &index{targets: targets, users: map[string]*userHooks{}, typeCounts: map[string]int{}}
 	for user, hs := range byUser {
 		slices.SortFunc(hs, func(a, b Hook) int { return cmp.Compare(a.ID, b.ID) })
 		idx.users[user] = newUserHooks(hs)
@@ -71,7 +77,13 @@ func buildIndex(hooks []Hook) *index {
 // with returns a new index where old (nil: none) is replaced by new (nil:
 // none). Only the owner's entry and the type counts are rebuilt.
 func (idx *index) with(old, new *Hook) *index {
-	out := &index{users: maps.Clone(idx.users), typeCounts: maps.Clone(idx.typeCounts)}
+	out := &index{targets: maps.Clone(idx.targets), users: maps.Clone(idx.users), typeCounts: maps.Clone(idx.typeCounts)}
+	if old != nil {
+		delete(out.targets, old.ID)
+	}
+	if new != nil {
+		out.targets[new.ID] = new.target()
+	}
 	if old != nil && old.Active {
 		out.remove(*old)
 	}

@@ -445,14 +445,8 @@ func (s *Store) ActiveHooks(userID, eventType string) []webhook.Target {
 // edited URL or secret applies to the next attempt), inactive hooks included;
 // false if it no longer exists.
 func (s *Store) Target(hookID string) (webhook.Target, bool) {
-	h, err := s.Get(hookID)
-	if err != nil {
-		if !errors.Is(err, ErrNotFound) {
-			s.log.Error("hooks: read target", "hook", hookID, "err", err)
-		}
-		return webhook.Target{}, false
-	}
-	return h.target(), true
+	t, ok := s.idx.Load().targets[hookID]
+	return t, ok
 }
 
 // RecordAttempt sets the hook's latestSentAt/latestStatus after a delivery
