@@ -27,6 +27,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -57,6 +58,7 @@ type options struct {
 	noSync     bool
 	badgerMem  string
 	fillOnly   bool
+	memProfile string
 }
 
 // Result is one printed JSON line.
@@ -99,6 +101,7 @@ func main() {
 	flag.StringVar(&o.badgerMem, "badger", "shipped", "diagnostic: shipped (queue.BadgerOptions) or lowmem (smaller memtables, caches and fewer compactors)")
 	flag.BoolVar(&o.fillOnly, "fill-only", false, "stop after the drain phase's fill (memory of the fill only)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the drain phase to this file")
+	flag.StringVar(&o.memProfile, "memprofile", "", "write a heap profile taken right after the fill to this file")
 	flag.Parse()
 	for _, r := range strings.Split(rates, ",") {
 		if r = strings.TrimSpace(r); r == "" {
@@ -208,6 +211,9 @@ func run(o options) error {
 	}
 	fill := time.Since(fillStart)
 	fillRSS, fillPeak := memory()
+	if err := writeHeapProfile(o.memProfile); err != nil {
+		return err
+	}
 	if o.fillOnly {
 		emit(Result{Phase: "fill", Hooks: o.hooksKind, HookCount: o.hooksN, Events: o.events,
 			FillSeconds: fill.Seconds(), Badger: o.badgerMem, RSS: fillRSS, PeakRSS: fillPeak})
@@ -426,4 +432,21 @@ func (rc *receiverClient) waitFor(n int64, timeout time.Duration) (stats, error)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// writeHeapProfile writes the live heap to path after a GC; "" does nothing.
+func writeHeapProfile(path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return nil
 }
