@@ -289,7 +289,12 @@ func TestDeadLetters(t *testing.T) {
 		runQueue(t, q)
 		enqueue(t, q, event("u1", "note", `{}`))
 		for i := 1; i <= 3; i++ {
-			require.Eventually(t, func() bool { return rc.count() == i }, waitFor, tick)
+			// Advance only once the attempt's outcome is recorded: advancing
+			// earlier would schedule the retry after the advanced clock.
+			require.Eventually(t, func() bool {
+				ds := list(t, q, "h1")
+				return rc.count() == i && len(ds) == 1 && len(ds[0].Attempts) == i
+			}, waitFor, tick)
 			clock.Advance(time.Hour)
 		}
 		require.Eventually(t, func() bool { return q.dead.Load() == 1 }, waitFor, tick)

@@ -47,11 +47,13 @@ func newSender(o *Options, host string) *sender {
 	g := guard{allowed: o.AllowedPrivateNetworks}
 	dialer := &net.Dialer{Timeout: o.AttemptTimeout, KeepAlive: 30 * time.Second, Control: g.control}
 	transport := &http.Transport{
-		Proxy:                 nil, // a proxy would be the only address the guard sees
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          256,
-		MaxIdleConnsPerHost:   o.PerHookConcurrency,
+		Proxy:             nil, // a proxy would be the only address the guard sees
+		DialContext:       dialer.DialContext,
+		ForceAttemptHTTP2: true,
+		MaxIdleConns:      max(256, o.Workers),
+		// Many hooks often share one receiver host (a bot's server): keep a
+		// connection per worker alive to it, or busy hooks redial each time.
+		MaxIdleConnsPerHost:   o.Workers,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   o.AttemptTimeout,
 		ResponseHeaderTimeout: o.AttemptTimeout,
