@@ -1,9 +1,9 @@
 package proxy
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/oceanhooks/oceanhooks/internal/testlog"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,22 +78,7 @@ func (s *sidecar) requests(t *testing.T, route, class string) float64 {
 }
 
 // logBuffer collects log output from any goroutine.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(b)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer struct{ testlog.Buffer }
 
 // loudLines returns the log lines at warning level or above.
 func (l *logBuffer) loudLines() []string {
