@@ -35,7 +35,16 @@ const (
 	DefaultQuickRetries        = 2
 	DefaultDeadLetterTTL       = 7 * 24 * time.Hour
 	DefaultGCInterval          = 5 * time.Minute
+	DefaultObserveTimeout      = 10 * time.Second
+	// DefaultAdminTokenFile is empty: the token lives in AdminTokenFileName
+	// inside dataDir, generated at the first start.
+	DefaultAdminTokenFile     = ""
+	DefaultAdminMetricsPublic = false
 )
+
+// AdminTokenFileName is the admin token's file in dataDir when
+// admin.tokenFile is not set.
+const AdminTokenFileName = "admin.token"
 
 // Config is every setting of oceanhooks. The yaml tag is the key in the
 // config file; the environment variable is OCEANHOOKS_ followed by the key
@@ -65,12 +74,35 @@ type Config struct {
 	// attempts get to finish after SIGTERM/SIGINT. Default 30s.
 	ShutdownGrace Duration `yaml:"shutdownGrace"`
 
+	Admin    Admin    `yaml:"admin"`
 	Log      Log      `yaml:"log"`
 	Proxy    Proxy    `yaml:"proxy"`
 	Auth     Auth     `yaml:"auth"`
 	Events   Events   `yaml:"events"`
 	Delivery Delivery `yaml:"delivery"`
 	Store    Store    `yaml:"store"`
+}
+
+// Admin configures who may use the admin listener (adminListen).
+type Admin struct {
+	// TokenFile is the file holding the bearer token that every admin request
+	// needs, except GET /healthz, /readyz and (with MetricsPublic) /metrics.
+	// Its whole content, surrounding whitespace trimmed, is the token: at
+	// least 32 visible ASCII characters. It must not be readable or writable
+	// by group or others (mode 0600 or 0400). The operator commands read the
+	// same file. Default: empty, which means dataDir/admin.token, created with
+	// 32 random bytes (hex) at the first start, which logs it once.
+	TokenFile string `yaml:"tokenFile"`
+	// MetricsPublic serves GET /metrics without the token (for a scraper
+	// that cannot send one). The metrics hold counts and timings only, no
+	// hook, user or URL. Default false.
+	MetricsPublic bool `yaml:"metricsPublic"`
+	// AllowedHosts lists further Host header values the admin listener
+	// accepts (it always accepts its listen address's host with its port,
+	// and localhost or any IP address when it listens on a loopback or an
+	// unspecified address): a name ("oceanhooks") for any port, or
+	// name:port. Any other Host is refused (DNS rebinding). Default none.
+	AllowedHosts []string `yaml:"allowedHosts"`
 }
 
 // Log configures the process log (log/slog on stderr).
@@ -96,6 +128,13 @@ type Proxy struct {
 	// MaxIdleConnsPerHost is how many idle keep-alive connections to the
 	// upstream are kept. Default 1024.
 	MaxIdleConnsPerHost int `yaml:"maxIdleConnsPerHost"`
+	// ObserveTimeout bounds deriving and storing the events of one tapped
+	// call (the extra Ocean reads included), after Ocean answered and before
+	// the client gets the answer; past it the call's events are lost (counted
+	// and logged) and the client gets Ocean's answer. At shutdown, the store
+	// waits this long (and a little more) for such calls. At least
+	// events.readTimeout. Default 10s.
+	ObserveTimeout Duration `yaml:"observeTimeout"`
 }
 
 // Auth configures how caller tokens are resolved through Ocean's /api/i.
@@ -170,12 +209,18 @@ func Default() Config {
 		AdminListen:   DefaultAdminListen,
 		TapBodyCap:    DefaultTapBodyCap,
 		ShutdownGrace: Duration(DefaultShutdownGrace),
-		Log:           Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Admin: Admin{
+			TokenFile:     DefaultAdminTokenFile,
+			MetricsPublic: DefaultAdminMetricsPublic,
+			AllowedHosts:  []string{},
+		},
+		Log: Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		Proxy: Proxy{
 			DialTimeout:         Duration(DefaultDialTimeout),
 			UpstreamTimeout:     Duration(DefaultUpstreamTimeout),
 			TrustedProxies:      []string{},
 			MaxIdleConnsPerHost: DefaultMaxIdleConnsPerHost,
+			ObserveTimeout:      Duration(DefaultObserveTimeout),
 		},
 		Auth: Auth{
 			CacheTTL:   Duration(DefaultAuthCacheTTL),

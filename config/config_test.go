@@ -107,7 +107,7 @@ func TestEveryFieldIsDocumented(t *testing.T) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, "config.go", nil, parser.ParseComments)
 	require.NoError(t, err)
-	sections := map[string]bool{"Log": true, "Proxy": true, "Auth": true, "Events": true, "Delivery": true, "Store": true}
+	sections := map[string]bool{"Admin": true, "Log": true, "Proxy": true, "Auth": true, "Events": true, "Delivery": true, "Store": true}
 	checked := 0
 	ast.Inspect(f, func(n ast.Node) bool {
 		ts, ok := n.(*ast.TypeSpec)
@@ -184,6 +184,11 @@ func TestParseErrors(t *testing.T) {
 			name: "integer expected",
 			yaml: "delivery:\n  workers: many\n",
 			want: []Problem{{Key: "delivery.workers", Source: "test.yaml line 2", Msg: `want an integer, got "many"`}},
+		},
+		{
+			name: "boolean expected",
+			yaml: "admin:\n  metricsPublic: sometimes\n",
+			want: []Problem{{Key: "admin.metricsPublic", Source: "test.yaml line 2", Msg: `want true or false, got "sometimes"`}},
 		},
 		{
 			name: "list expected",
@@ -286,6 +291,15 @@ func TestParseValues(t *testing.T) {
 		{"Misskey header prefix", "delivery:\n  headerPrefix: Misskey\n", func(t *testing.T, c Config) {
 			assert.Equal(t, "Misskey", c.Delivery.HeaderPrefix)
 		}},
+		{"admin section", "admin:\n  tokenFile: /run/secrets/admin\n  metricsPublic: true\n  allowedHosts: [oceanhooks, \"localhost:19464\", \"::1\"]\n", func(t *testing.T, c Config) {
+			assert.Equal(t, "/run/secrets/admin", c.Admin.TokenFile)
+			assert.Equal(t, "/run/secrets/admin", c.AdminTokenPath())
+			assert.True(t, c.Admin.MetricsPublic)
+			assert.Equal(t, []string{"oceanhooks", "localhost:19464", "::1"}, c.Admin.AllowedHosts)
+		}},
+		{"admin token in the data dir by default", "dataDir: /var/lib/oceanhooks\n", func(t *testing.T, c Config) {
+			assert.Equal(t, "/var/lib/oceanhooks/admin.token", c.AdminTokenPath())
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -321,6 +335,13 @@ func TestValidate(t *testing.T) {
 		{"too many quick retries", func(c *Config) { c.Delivery.QuickRetries = 11 }, "delivery.quickRetries", "at most 10"},
 		{"no idle conns", func(c *Config) { c.Proxy.MaxIdleConnsPerHost = 0 }, "proxy.maxIdleConnsPerHost", "at least 1"},
 		{"trusted proxy not a CIDR", func(c *Config) { c.Proxy.TrustedProxies = []string{"nginx"} }, "proxy.trustedProxies", `"nginx"`},
+		{"zero observe timeout", func(c *Config) { c.Proxy.ObserveTimeout = 0 }, "proxy.observeTimeout", "positive duration"},
+		{"observe timeout below read timeout", func(c *Config) { c.Proxy.ObserveTimeout = Duration(time.Second) }, "proxy.observeTimeout", "at least events.readTimeout"},
+		{"allowed host with a scheme", func(c *Config) { c.Admin.AllowedHosts = []string{"http://oceanhooks"} }, "admin.allowedHosts", `"http://oceanhooks"`},
+		{"allowed host wildcard", func(c *Config) { c.Admin.AllowedHosts = []string{"*.example"} }, "admin.allowedHosts", "no scheme, path or wildcard"},
+		{"allowed host bad port", func(c *Config) { c.Admin.AllowedHosts = []string{"oceanhooks:0"} }, "admin.allowedHosts", "invalid port"},
+		{"allowed host empty", func(c *Config) { c.Admin.AllowedHosts = []string{""} }, "admin.allowedHosts", "invalid host"},
+		{"token file with spaces", func(c *Config) { c.Admin.TokenFile = "/run/token " }, "admin.tokenFile", "space"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -376,6 +397,11 @@ func TestPrecedence(t *testing.T) {
 			assert.Equal(t, time.Minute, c.Auth.CacheTTL.D())
 			assert.Equal(t, ByteSize(2<<20), c.TapBodyCap)
 			assert.Equal(t, "https://ocean.example", c.PublicURL)
+		}},
+		{"env sets admin keys and booleans", []string{"OCEANHOOKS_ADMIN_TOKEN_FILE=/run/token", "OCEANHOOKS_ADMIN_METRICS_PUBLIC=true", "OCEANHOOKS_ADMIN_ALLOWED_HOSTS=oceanhooks,prom.internal:9464"}, map[string]string{"admin.tokenFile": "/etc/token"}, func(t *testing.T, c Config) {
+			assert.Equal(t, "/etc/token", c.Admin.TokenFile, "flag beats env")
+			assert.True(t, c.Admin.MetricsPublic)
+			assert.Equal(t, []string{"oceanhooks", "prom.internal:9464"}, c.Admin.AllowedHosts)
 		}},
 		{"other variables and the config file variable are ignored", []string{"HOME=/root", "OCEANHOOKS_CONFIG=/etc/x.yaml", "PATH"}, nil, func(t *testing.T, c Config) {
 			assert.Equal(t, ":4001", c.Listen)

@@ -395,6 +395,12 @@ func setString(v reflect.Value, s string) error {
 	switch v.Kind() {
 	case reflect.String:
 		v.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", s)
+		}
+		v.SetBool(b)
 	case reflect.Int:
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil {

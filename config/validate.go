@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -52,6 +53,14 @@ func (c Config) validate() []Problem {
 	if _, err := ParsePrefixes(c.Delivery.AllowedPrivateNetworks); err != nil {
 		bad("delivery.allowedPrivateNetworks", "%v", err)
 	}
+	if c.Admin.TokenFile != "" && strings.TrimSpace(c.Admin.TokenFile) != c.Admin.TokenFile {
+		bad("admin.tokenFile", "must not start or end with a space, got %q", c.Admin.TokenFile)
+	}
+	for _, h := range c.Admin.AllowedHosts {
+		if err := checkAllowedHost(h); err != nil {
+			bad("admin.allowedHosts", "%v", err)
+		}
+	}
 	if c.Delivery.HeaderPrefix != "Ocean" && c.Delivery.HeaderPrefix != "Misskey" {
 		bad("delivery.headerPrefix", "must be Ocean or Misskey, got %q", c.Delivery.HeaderPrefix)
 	}
@@ -63,6 +72,7 @@ func (c Config) validate() []Problem {
 		{"shutdownGrace", c.ShutdownGrace},
 		{"proxy.dialTimeout", c.Proxy.DialTimeout},
 		{"proxy.upstreamTimeout", c.Proxy.UpstreamTimeout},
+		{"proxy.observeTimeout", c.Proxy.ObserveTimeout},
 		{"auth.cacheTTL", c.Auth.CacheTTL},
 		{"auth.failureTTL", c.Auth.FailureTTL},
 		{"auth.timeout", c.Auth.Timeout},
@@ -77,6 +87,9 @@ func (c Config) validate() []Problem {
 		if p.d <= 0 {
 			bad(p.key, "must be a positive duration, got %s", p.d)
 		}
+	}
+	if c.Proxy.ObserveTimeout > 0 && c.Proxy.ObserveTimeout < c.Events.ReadTimeout {
+		bad("proxy.observeTimeout", "must be at least events.readTimeout (%s), got %s", c.Events.ReadTimeout, c.Proxy.ObserveTimeout)
 	}
 	if c.Delivery.BackoffCap > 0 && c.Delivery.BackoffCap < c.Delivery.BackoffBase {
 		bad("delivery.backoffCap", "must be at least delivery.backoffBase (%s), got %s", c.Delivery.BackoffBase, c.Delivery.BackoffCap)
@@ -113,6 +126,35 @@ func checkAddr(addr string) error {
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("invalid port in %q", addr)
+	}
+	return nil
+}
+
+// checkAllowedHost checks an admin.allowedHosts entry: a host name or IP
+// address, optionally with a port; no scheme, path or wildcard.
+func checkAllowedHost(h string) error {
+	host := h
+	if hp, port, err := net.SplitHostPort(h); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("invalid port in %q", h)
+		}
+		host = hp
+	}
+	if host == "" {
+		return fmt.Errorf("invalid host %q: want a name such as \"oceanhooks\" or name:port", h)
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("invalid host %q: want a name such as \"oceanhooks\" or name:port", h)
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return fmt.Errorf("invalid host %q: want a name such as \"oceanhooks\" or name:port (no scheme, path or wildcard)", h)
+			}
+		}
 	}
 	return nil
 }
@@ -178,6 +220,15 @@ func (c Config) UpstreamURL() (*url.URL, error) {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
 	return url.Parse(c.Upstream)
+}
+
+// AdminTokenPath is the file of the admin listener's bearer token:
+// admin.tokenFile, else AdminTokenFileName in dataDir.
+func (c Config) AdminTokenPath() string {
+	if c.Admin.TokenFile != "" {
+		return c.Admin.TokenFile
+	}
+	return filepath.Join(c.DataDir, AdminTokenFileName)
 }
 
 // ServerURL is the `server` field of deliveries: PublicURL, else Upstream,
