@@ -2,6 +2,8 @@ package hooks
 
 import (
 	"net/http"
+
+	"github.com/oceanhooks/oceanhooks/webhook"
 )
 
 // maskedSecret stands for a non-empty secret in the operator listing.
@@ -9,7 +11,8 @@ const maskedSecret = "****"
 
 // OperatorHandler serves the admin listener's read-only hook listing: GET
 // answers every hook (or, with ?userId=, one user's) as JSON in creation
-// order, secrets masked.
+// order, secrets masked and URLs shown as scheme://host/… only (Discord and
+// Slack put a credential in the path).
 func (s *Store) OperatorHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -33,6 +36,7 @@ func (s *Store) OperatorHandler() http.Handler {
 		views := make([]hookView, len(hooks))
 		for i, h := range hooks {
 			views[i] = viewOf(h)
+			views[i].URL = webhook.MaskURL(h.URL)
 			if views[i].Secret != "" {
 				views[i].Secret = maskedSecret
 			}

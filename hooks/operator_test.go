@@ -15,7 +15,7 @@ import (
 
 func TestOperatorHandler(t *testing.T) {
 	s, _ := newStore(t)
-	a := mustCreate(t, s, Hook{UserID: alice, Name: "a", URL: "https://a.example/?x=1&y=2", Secret: "top-secret", On: []string{webhook.Note}, Active: true})
+	a := mustCreate(t, s, Hook{UserID: alice, Name: "a", URL: "https://discord.example/api/webhooks/1/t0ken?x=1&y=2", Secret: "top-secret", On: []string{webhook.Note}, Active: true})
 	b := mustCreate(t, s, Hook{UserID: bob, Name: "b", URL: "https://b.example", On: []string{webhook.Follow}, Active: true})
 	s.Deactivate(b.ID)
 	s.RecordAttempt(a.ID, time.Date(2026, 11, 26, 20, 49, 48, 202_000_000, time.UTC), 200)
@@ -33,9 +33,9 @@ func TestOperatorHandler(t *testing.T) {
 		return resp.StatusCode, resp.Header, string(body)
 	}
 
-	wantA := `{"id":"` + a.ID + `","userId":"` + alice + `","name":"a","on":["note"],"url":"https://a.example/?x=1&y=2",` +
+	wantA := `{"id":"` + a.ID + `","userId":"` + alice + `","name":"a","on":["note"],"url":"https://discord.example/…",` +
 		`"secret":"****","active":true,"latestSentAt":"2026-11-26T20:49:48.202Z","latestStatus":200}`
-	wantB := `{"id":"` + b.ID + `","userId":"` + bob + `","name":"b","on":["follow"],"url":"https://b.example",` +
+	wantB := `{"id":"` + b.ID + `","userId":"` + bob + `","name":"b","on":["follow"],"url":"https://b.example/",` +
 		`"secret":"","active":false,"latestSentAt":null,"latestStatus":null}`
 
 	status, header, body := get(http.MethodGet, "")
@@ -43,6 +43,7 @@ func TestOperatorHandler(t *testing.T) {
 	assert.Equal(t, "application/json; charset=utf-8", header.Get("Content-Type"))
 	assert.JSONEq(t, `[`+wantA+`,`+wantB+`]`, body)
 	assert.NotContains(t, body, "top-secret")
+	assert.NotContains(t, body, "t0ken", "hook URLs are masked: their path may be a credential")
 
 	_, _, body = get(http.MethodGet, "?userId="+bob)
 	assert.JSONEq(t, `[`+wantB+`]`, body)

@@ -17,6 +17,8 @@ import (
 //	POST {"webhookId":…, "deliveryId":…?}     → 200 {"redelivered": n} (no deliveryId: every dead letter)
 //
 // Errors are {"error": "<message>"} with 400, 404 (no such delivery) or 405.
+// Any URL inside an attempt's error or response text is shown as
+// scheme://host/… only: a hook URL's path may be a credential.
 func (q *Queue) OperatorHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
@@ -37,7 +39,7 @@ func (q *Queue) OperatorHandler() http.Handler {
 				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "listing failed"})
 				return
 			}
-			writeJSON(w, http.StatusOK, ds)
+			writeJSON(w, http.StatusOK, maskAttempts(ds))
 		case http.MethodPost:
 			var req struct {
 				WebhookID  string `json:"webhookId"`
@@ -62,6 +64,18 @@ func (q *Queue) OperatorHandler() http.Handler {
 			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
 		}
 	})
+}
+
+// maskAttempts masks the URLs in ds's attempt texts, in place.
+func maskAttempts(ds []webhook.Delivery) []webhook.Delivery {
+	for i := range ds {
+		for j := range ds[i].Attempts {
+			a := &ds[i].Attempts[j]
+			a.Error = webhook.MaskURLsIn(a.Error)
+			a.Response = webhook.MaskURLsIn(a.Response)
+		}
+	}
+	return ds
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

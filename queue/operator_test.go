@@ -1,0 +1,45 @@
+package queue
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestOperatorListingMasksURLs: a receiver that echoes its own URL (a
+// Discord-style credential in the path) in its error answer does not get
+// that URL shown to operators; the hook owner's own listing (List) keeps it.
+func TestOperatorListingMasksURLs(t *testing.T) {
+	secretPath := "/api/webhooks/1/t0ken-in-the-path?wait=true"
+	var self string
+	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"message":"Unknown Webhook","url":"`+self+`"}`)
+	}))
+	t.Cleanup(rc.Close)
+	self = rc.URL + secretPath
+
+	hooks := newFakeHooks()
+	hooks.add("h1", "u1", self, "", "note")
+	q := openQueue(t, openDB(t, ""), hooks, testOptions(nil))
+	runQueue(t, q)
+	enqueue(t, q, event("u1", "note", `{}`))
+	require.Eventually(t, func() bool { return q.dead.Load() == 1 }, waitFor, tick)
+	require.Contains(t, list(t, q, "h1")[0].Attempts[0].Response, "t0ken", "precondition: the response echoes the URL")
+
+	srv := httptest.NewServer(q.OperatorHandler())
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL + "/deliveries?webhookId=h1")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	assert.NotContains(t, string(body), "t0ken")
+	assert.Contains(t, string(body), `Unknown Webhook`)
+	assert.Contains(t, string(body), rc.URL+`/…`)
+}
