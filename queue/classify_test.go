@@ -147,3 +147,33 @@ func TestBackoffSchedule(t *testing.T) {
 type zeroSource struct{}
 
 func (zeroSource) Uint64() uint64 { return 0 }
+
+// TestEveryTimeoutReadsTheSame: whichever of the attempt's deadline and the
+// transport's header timeout fires first, the attempt timed out and says so
+// in the same words (they are equal in production, so either may win).
+func TestEveryTimeoutReadsTheSame(t *testing.T) {
+	srv := newHangingReceiver(t)
+	cases := []struct {
+		name                string
+		attempt, headerWait time.Duration
+	}{
+		{name: "attempt deadline first", attempt: 100 * time.Millisecond, headerWait: time.Minute},
+		{name: "header timeout first", attempt: time.Minute, headerWait: 100 * time.Millisecond},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := testOptions(nil)
+			opts.AttemptTimeout = tc.attempt
+			_, host, err := opts.withDefaults()
+			require.NoError(t, err)
+			s := newSender(&opts, host)
+			s.quick.HTTPClient.Transport.(*http.Transport).ResponseHeaderTimeout = tc.headerWait
+			res := s.send(context.Background(), s.quick, srv.URL, "h1", "", "e1", []byte(`{}`), time.Now())
+			assert.Equal(t, 1, res.Status)
+			require.Error(t, res.Err)
+			assert.Equal(t, "timeout after "+tc.attempt.String(), res.Err.Error())
+			out, _ := classify(res.Status, res.Err, res.Header, time.Now())
+			assert.Equal(t, outRetry, out)
+		})
+	}
+}

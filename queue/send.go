@@ -100,11 +100,18 @@ func (s *sender) send(ctx context.Context, c *retryablehttp.Client, to, hookID, 
 	res.Duration = time.Since(start)
 	if res.Err != nil {
 		res.Status = 1
-		var blocked *BlockedError
+		var (
+			blocked *BlockedError
+			ne      net.Error
+		)
 		switch {
 		case errors.As(res.Err, &blocked):
 			res.Err = blocked
-		case errors.Is(res.Err, context.DeadlineExceeded) && ctx.Err() != nil:
+		case errors.Is(res.Err, context.DeadlineExceeded) && ctx.Err() != nil,
+			errors.As(res.Err, &ne) && ne.Timeout():
+			// The attempt's deadline and the transport's own timeouts (dial,
+			// TLS handshake, response headers) are all the attempt timeout:
+			// whichever fires first, the attempt timed out.
 			res.Err = fmt.Errorf("timeout after %s", s.timeout)
 		}
 	}
