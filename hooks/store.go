@@ -281,6 +281,10 @@ func (s *Store) Update(userID, id string, p Patch) (Hook, error) {
 	})
 }
 
+// errUnchanged, returned by a modify function, ends the update without a
+// write; modify returns it as it is.
+var errUnchanged = errors.New("hook unchanged")
+
 // modify is the read-modify-write of every index-changing update.
 func (s *Store) modify(id string, fn func(h *Hook) error) (Hook, error) {
 	s.writeMu.Lock()
@@ -302,7 +306,7 @@ func (s *Store) modify(id string, fn func(h *Hook) error) (Hook, error) {
 	}
 	s.writeMu.Unlock()
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, errUnchanged) {
 			return Hook{}, err
 		}
 		return Hook{}, fmt.Errorf("update hook %s: %w", id, err)
@@ -453,8 +457,10 @@ func (s *Store) Target(hookID string) (webhook.Target, bool) {
 // attempt, as Ocean does after every attempt. It is a read-modify-write in
 // one transaction, serialised with the store's other writes (and retried on
 // a conflict all the same), so it never loses a concurrent edit of the
-// hook's other fields. It costs no fsync: the bookkeeping may trail a crash.
-// A deleted hook is left alone.
+// hook's other fields. It does not call Sync itself, but it is a commit like
+// any other: on a database opened with SyncWrites (queue.BadgerOptions, what
+// the server uses) that commit waits for its own sync of Badger's log, so
+// every attempt costs one synced write here. A deleted hook is left alone.
 func (s *Store) RecordAttempt(hookID string, at time.Time, status int) {
 	at = at.UTC()
 	s.writeMu.Lock()
@@ -474,11 +480,22 @@ func (s *Store) RecordAttempt(hookID string, at time.Time, status int) {
 
 // Deactivate turns hook hookID off (a receiver answered 410 Gone): it keeps
 // its configuration but receives nothing until its owner activates it again.
+// A hook already off is left as it is, without a write: a backlog of 410s
+// costs one write, not one each.
 func (s *Store) Deactivate(hookID string) {
+	if t, ok := s.Target(hookID); ok && !t.Active {
+		return
+	}
 	_, err := s.modify(hookID, func(h *Hook) error {
+		if !h.Active {
+			return errUnchanged
+		}
 		h.Active = false
 		return nil
 	})
+	if errors.Is(err, errUnchanged) {
+		return
+	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		s.log.Error("hooks: deactivate", "hook", hookID, "err", err)
 		return

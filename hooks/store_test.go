@@ -455,3 +455,40 @@ func TestReadersNeverSeeAHalfWrite(t *testing.T) {
 	readers.Wait()
 	requireIndexMatchesStore(t, s)
 }
+
+// TestDeactivateTwiceWritesOnce: a backlog of 410s deactivates the hook with
+// its first answer; the others find it off and write nothing.
+func TestDeactivateTwiceWritesOnce(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	t.Cleanup(func() { _ = db.Close() })
+	s, err := Open(db, Options{Now: newTestClock().Now, Rand: rand.New(rand.NewPCG(7, 8))})
+	require.NoError(t, err)
+	h := mustCreate(t, s, hook(alice, "a", webhook.Note))
+
+	before := db.MaxVersion()
+	s.Deactivate(h.ID)
+	got, err := s.Get(h.ID)
+	require.NoError(t, err)
+	assert.False(t, got.Active)
+	assert.False(t, s.Subscribed(alice, webhook.Note))
+	first := db.MaxVersion()
+	require.Greater(t, first, before, "the first 410 writes")
+
+	for range 3 {
+		s.Deactivate(h.ID)
+	}
+	assert.Equal(t, first, db.MaxVersion(), "the hook was already off: no write")
+	again, err := s.Get(h.ID)
+	require.NoError(t, err)
+	assert.Equal(t, got, again)
+	requireIndexMatchesStore(t, s)
+
+	// Switched on again by its owner, the next 410 turns it off again.
+	_, err = s.Update(alice, h.ID, Patch{Active: ptr(true)})
+	require.NoError(t, err)
+	s.Deactivate(h.ID)
+	got, err = s.Get(h.ID)
+	require.NoError(t, err)
+	assert.False(t, got.Active)
+}

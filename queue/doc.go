@@ -48,26 +48,22 @@
 // Enqueue writes all deliveries of one call in one transaction and returns
 // only after they are synced to disk. Open the database with [BadgerOptions]
 // (SyncWrites=true): every commit, the hook store's too, is then on disk when
-// Commit returns, and Badger's write pipeline batches the commits of
-// concurrent callers that arrive while the previous batch is being written.
+// Commit returns. Badger's single writer takes, in one round, the commits
+// that queued while the previous round was being written, and syncs the
+// value log once per round; but it syncs the memtable's write-ahead log after
+// each commit of the round, so every commit still pays a sync of its own and
+// concurrent committers wait in line for each other rather than share one.
+// Claims, outcomes, attempt logs and RecordAttempt are commits too, so each
+// of them is a synced write in this mode.
 //
 // A database opened with SyncWrites=false is supported as well: the queue then
 // group-commits its enqueues itself (a caller that needs a sync starts one
 // db.Sync, or waits for the next one, which covers every caller that arrived
-// meanwhile: ~5 callers a sync in BenchmarkEnqueue), and claims, outcomes and
-// the attempt log, which at-least-once delivery does not need on disk at
-// once, cost no sync. Measured on the shared 2-core ext4 development machine
-// (bench_test.go, three runs each):
-//
-//	                           SyncWrites=true   SyncWrites=false + group commit
-//	Enqueue, one caller          145–180 µs        135–175 µs
-//	Enqueue, 16 callers           95–130 µs         40–62 µs
-//	claim + outcome, a delivery  160–185 µs         63–97 µs
-//
-// Group commit is about twice as fast, yet it is not the default: db.Sync
-// syncs only the current memtable's log, so an enqueue whose memtable was
-// rotated out just before the sync stays unsynced until that memtable is
-// flushed, and a power failure in that window would lose an event the client
-// was told about. The synced mode still allows thousands of deliveries a
-// second (Ocean itself delivers at most 64 a second).
+// meanwhile), and claims, outcomes and the attempt log, which at-least-once
+// delivery does not need on disk at once, cost no sync. BENCHMARKS.md has the
+// measured difference. Group commit is not the default: db.Sync syncs only
+// the current memtable's log, so an enqueue whose memtable was rotated out
+// just before the sync stays unsynced until that memtable is flushed, and a
+// power failure in that window would lose an event the client was told
+// about.
 package queue

@@ -139,8 +139,8 @@ func setDefault[T int | time.Duration](v *T, d T) {
 }
 
 // BadgerOptions are the options the server must open the shared database
-// with: SyncWrites on (every commit is on disk before Commit returns; Badger's
-// write pipeline batches concurrent commits, see the package doc), values over
+// with: SyncWrites on (every commit is on disk before Commit returns, each
+// commit with a sync of its own, see the package doc), values over
 // 1 KiB (envelopes) in the value log so that the LSM tree stays small and
 // value-log GC reclaims delivered bodies, and Badger's logger off (its chatter
 // is not ours to print).
