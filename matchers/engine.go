@@ -147,8 +147,11 @@ func (e *Engine) Observe(ctx context.Context, obs *proxy.Observation) error {
 	// The durable write is not bound by the read deadline.
 	n, err := e.sink.Enqueue(ctx, c.events)
 	if err != nil {
+		// The store failed or did not answer within the tap's deadline: the
+		// events are lost unless a write already under way lands.
 		e.m.failures.WithLabelValues(r.endpoint, "enqueue").Inc()
-		return fmt.Errorf("enqueue %d events of %s: %w", len(c.events), r.endpoint, err)
+		e.m.skipped.WithLabelValues(r.endpoint, "enqueue").Add(float64(len(c.events)))
+		return fmt.Errorf("enqueue %d events of %s (lost): %w", len(c.events), r.endpoint, err)
 	}
 	for _, ev := range c.events {
 		e.m.derived.WithLabelValues(ev.Type).Inc()

@@ -10,10 +10,11 @@ import (
 // metrics are the queue's Prometheus collectors. Depth gauges are read from
 // counters kept in memory, so a scrape never scans the store.
 type metrics struct {
-	enqueued prometheus.Counter
-	attempts *prometheus.CounterVec
-	latency  prometheus.Histogram
-	depth    *depthCollector
+	enqueued  prometheus.Counter
+	abandoned prometheus.Counter
+	attempts  *prometheus.CounterVec
+	latency   prometheus.Histogram
+	depth     *depthCollector
 }
 
 func newMetrics(q *Queue) *metrics {
@@ -21,6 +22,10 @@ func newMetrics(q *Queue) *metrics {
 		enqueued: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "oceanhooks_queue_enqueued_total",
 			Help: "Deliveries stored by Enqueue.",
+		}),
+		abandoned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "oceanhooks_queue_enqueue_abandoned_total",
+			Help: "Deliveries whose caller stopped waiting for the disk (delivered only if their write completed later).",
 		}),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oceanhooks_delivery_attempts_total",
@@ -41,7 +46,7 @@ func newMetrics(q *Queue) *metrics {
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	return errors.Join(r.Register(m.enqueued), r.Register(m.attempts), r.Register(m.latency), r.Register(m.depth))
+	return errors.Join(r.Register(m.enqueued), r.Register(m.abandoned), r.Register(m.attempts), r.Register(m.latency), r.Register(m.depth))
 }
 
 type depthCollector struct {

@@ -53,6 +53,8 @@ type Queue struct {
 
 	ready, leased, dead atomic.Int64 // depth gauges
 	gcRuns              atomic.Int64 // value-log GC rounds, for tests
+
+	beforeWrite func() // test seam: runs before each enqueue write (a stalled disk)
 }
 
 // record is a delivery record (q/d/<id>).
@@ -196,18 +198,45 @@ func (q *Queue) load() error {
 // Enqueue stores one delivery per active subscribed hook of each event and
 // returns, once they are synced to disk, how many it stored. All deliveries of
 // one call are written in one transaction.
+//
+// Enqueue gives up when ctx ends before the write is on disk, so a stalled
+// disk cannot hold the caller past its own deadline. The write it started
+// goes on: if it completes, its deliveries are scheduled as usual; the caller
+// gets ctx's error and must count the events as possibly lost.
 func (q *Queue) Enqueue(ctx context.Context, events []webhook.Event) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	items, err := q.prepare(events)
+	if err != nil || len(items) == 0 {
+		return 0, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- q.write(items) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return 0, err
+		}
+		return len(items), nil
+	case <-ctx.Done():
+		q.m.abandoned.Add(float64(len(items)))
+		return 0, fmt.Errorf("enqueue: gave up waiting for the disk: %w", ctx.Err())
+	}
+}
+
+// pending is one delivery on its way into the store.
+type pending struct {
+	id   string
+	rec  record
+	body []byte
+}
+
+// prepare builds the deliveries of events, one per active subscribed hook.
+func (q *Queue) prepare(events []webhook.Event) ([]pending, error) {
 	now := q.opts.Now()
 	ms := now.UnixMilli()
-	type item struct {
-		id   string
-		rec  record
-		body []byte
-	}
-	var items []item
+	var items []pending
 	for _, ev := range events {
 		for _, t := range q.hooks.ActiveHooks(ev.UserID, ev.Type) {
 			if !validHookID(t.HookID) {
@@ -222,20 +251,27 @@ func (q *Queue) Enqueue(ctx context.Context, events []webhook.Event) (int, error
 				Created: ms, State: webhook.StateReady, Due: ms}
 			body, err := q.envelope(rec, ev.Body)
 			if err != nil {
-				return 0, fmt.Errorf("enqueue %s: %w", ev.Type, err)
+				return nil, fmt.Errorf("enqueue %s: %w", ev.Type, err)
 			}
-			items = append(items, item{id: q.ids.Next(now), rec: rec, body: body})
+			items = append(items, pending{id: q.ids.Next(now), rec: rec, body: body})
 		}
 	}
-	if len(items) == 0 {
-		return 0, nil
+	return items, nil
+}
+
+// write commits items in one transaction (more when they do not fit one),
+// waits until they are on disk and hands them to the scheduler. It finishes
+// even when the caller stopped waiting, so a write that lands is delivered.
+func (q *Queue) write(items []pending) error {
+	if q.beforeWrite != nil {
+		q.beforeWrite()
 	}
 	txn := q.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	for _, it := range items {
 		enc, err := json.Marshal(it.rec)
 		if err != nil {
-			return 0, fmt.Errorf("enqueue: %w", err)
+			return fmt.Errorf("enqueue: %w", err)
 		}
 		entries := [][2][]byte{
 			{keyRecord(it.id), enc},
@@ -249,21 +285,21 @@ func (q *Queue) Enqueue(ctx context.Context, events []webhook.Event) (int, error
 				// A call this large cannot be atomic; it is still durable
 				// before Enqueue returns.
 				if err = txn.Commit(); err != nil {
-					return 0, fmt.Errorf("enqueue: commit: %w", err)
+					return fmt.Errorf("enqueue: commit: %w", err)
 				}
 				txn = q.db.NewTransaction(true)
 				err = txn.Set(e[0], e[1])
 			}
 			if err != nil {
-				return 0, fmt.Errorf("enqueue: %w", err)
+				return fmt.Errorf("enqueue: %w", err)
 			}
 		}
 	}
 	if err := txn.Commit(); err != nil {
-		return 0, fmt.Errorf("enqueue: commit: %w", err)
+		return fmt.Errorf("enqueue: commit: %w", err)
 	}
 	if err := q.sync(); err != nil {
-		return 0, fmt.Errorf("enqueue: sync: %w", err)
+		return fmt.Errorf("enqueue: sync: %w", err)
 	}
 	q.ready.Add(int64(len(items)))
 	q.m.enqueued.Add(float64(len(items)))
@@ -273,7 +309,7 @@ func (q *Queue) Enqueue(ctx context.Context, events []webhook.Event) (int, error
 	}
 	q.mu.Unlock()
 	q.poke()
-	return len(items), nil
+	return nil
 }
 
 // envelope is Ocean's delivery body, keys in Ocean's order, with HTML
