@@ -74,7 +74,7 @@ func TestGuardCheck(t *testing.T) {
 		{addr: "64:ff9b:1::7f00:1", reason: "loopback behind NAT64"},
 		{addr: "64:ff9b:1::a9fe:a9fe", reason: "cloud metadata behind NAT64"},
 		{addr: "64:ff9b:1:a08:8:808:808:808", reason: "private behind NAT64"}, // 10.8.8.8 in the /48 layout, 8.8.8.8 in the others
-		{addr: "64:ff9b:1:808:8:808:808:808"}, // 8.8.8.8 in every layout
+		{addr: "64:ff9b:1:808:8:808:808:808"},                                 // 8.8.8.8 in every layout
 		{addr: "::ffff:0:7f00:1", reason: "loopback behind SIIT"},
 		{addr: "::ffff:0:a9fe:a9fe", reason: "cloud metadata behind SIIT"},
 		{addr: "::ffff:0:808:808"},
