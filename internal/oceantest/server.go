@@ -48,9 +48,11 @@ const (
 )
 
 // Server is a running fake Ocean. Its API is POST /api/<endpoint> with a JSON
-// body, authenticated like Ocean: `Authorization: Bearer <token>` first, else
-// the body field `i`. No token where one is needed is 401 CREDENTIAL_REQUIRED,
-// an unknown token is 401 AUTHENTICATION_FAILED (headers and bodies from
+// body, authenticated like Ocean: `Authorization: Bearer <token>` (case
+// sensitive) first, else the body field `i` (the last one when repeated; one
+// that is neither a string nor null is a bare 400). No token where one is
+// needed is 401 CREDENTIAL_REQUIRED, an unknown or empty token is 401
+// AUTHENTICATION_FAILED (headers and bodies from
 // ocean.Write). Every answer has Ocean's Content-Type and Cache-Control; a
 // 204 has no body.
 //
@@ -318,13 +320,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		def = endpointDef{auth: authOptional, fn: (*Server).replay}
 	}
 	req := &request{endpoint: endpoint, params: params}
-	token := bearer(r)
-	if token == "" {
-		token, _ = params["i"].(string)
+	token, present, bad := credential(r, params)
+	if bad {
+		w.WriteHeader(http.StatusBadRequest) // Ocean's bare 400
+		return
 	}
 	delete(params, "i")
 	switch {
-	case token != "":
+	case present:
 		s.mu.Lock()
 		req.caller = s.st.byToken[token]
 		if req.caller == nil {
@@ -348,12 +351,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.write(w, r, def.fn(s, req))
 }
 
-func bearer(r *http.Request) string {
-	v := r.Header.Get("Authorization")
-	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
-		return strings.TrimSpace(v[7:])
+// credential reads the caller's token as Ocean's ApiCallService does: the
+// (first) Authorization header when it starts with "Bearer ", that case and
+// one space, the rest verbatim; else the body's `i` (JSON decoding keeps the
+// last of duplicate keys, as JSON.parse does). bad is an `i` that is neither
+// a string nor null. Written out here, not taken from ocean.ReadCredential,
+// so that the fake checks the sidecar's reading instead of sharing it.
+func credential(r *http.Request, params map[string]any) (token string, present, bad bool) {
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return tok, true, false
 	}
-	return ""
+	switch i := params["i"].(type) {
+	case nil:
+		return "", false, false
+	case string:
+		return i, true, false
+	default:
+		return "", false, true
+	}
 }
 
 func readParams(r *http.Request) (map[string]any, error) {
