@@ -190,7 +190,8 @@ type Delivery struct {
 	// AllowedPrivateNetworks lists networks (CIDRs, or single IPs) that
 	// deliveries may connect to although they are loopback, private,
 	// link-local or otherwise internal (Ocean's option of the same name).
-	// Default none.
+	// The attempt log keeps only the status and duration of an answer from
+	// such an address, never its body. Default none.
 	AllowedPrivateNetworks []string `yaml:"allowedPrivateNetworks"`
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -277,6 +278,7 @@ func TestResponseLogIsCapped(t *testing.T) {
 	hooks := newFakeHooks()
 	hooks.add("h1", "u1", srv.URL, "", "note")
 	q := openQueue(t, openDB(t, ""), hooks, testOptions(nil))
+	q.sender.private = func(netip.Addr) bool { return false } // as if srv were a public host
 	runQueue(t, q)
 	enqueue(t, q, event("u1", "note", `{}`))
 	require.Eventually(t, func() bool { return q.dead.Load() == 1 }, waitFor, tick)
@@ -284,6 +286,59 @@ func TestResponseLogIsCapped(t *testing.T) {
 	require.Len(t, a, 1)
 	assert.Equal(t, big[:4096], a[0].Response)
 	assert.Equal(t, "HTTP 400 Bad Request", a[0].Error)
+}
+
+// TestNoResponseBodyFromAllowedPrivateAddress: a receiver reached only
+// because delivery.allowedPrivateNetworks lets it (loopback here) leaves its
+// status and the attempt's duration in the log, never its answer, so a hook
+// cannot be used to read an internal service.
+func TestNoResponseBodyFromAllowedPrivateAddress(t *testing.T) {
+	cases := []struct {
+		name   string
+		status int
+		state  string
+		err    string
+	}{
+		{name: "success", status: http.StatusOK, state: webhook.StateDelivered},
+		{name: "final failure", status: http.StatusForbidden, state: webhook.StateDead, err: "HTTP 403 Forbidden"},
+		{name: "retried failure", status: http.StatusInternalServerError, state: webhook.StateReady, err: "HTTP 500 Internal Server Error"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.WriteHeader(tc.status)
+				_, _ = io.WriteString(w, "internal service secret")
+			}))
+			t.Cleanup(srv.Close)
+			hooks := newFakeHooks()
+			hooks.add("h1", "u1", srv.URL, "", "note")
+			opts := testOptions(newFakeClock())
+			require.Equal(t, loopback, opts.AllowedPrivateNetworks)
+			q := openQueue(t, openDB(t, ""), hooks, opts)
+			runQueue(t, q)
+			enqueue(t, q, event("u1", "note", `{}`))
+			require.Eventually(t, func() bool {
+				ds := list(t, q, "h1")
+				return len(ds) == 1 && ds[0].State == tc.state && len(ds[0].Attempts) == 1
+			}, waitFor, tick)
+			a := list(t, q, "h1")[0].Attempts[0]
+			assert.Equal(t, tc.status, a.Status)
+			assert.GreaterOrEqual(t, a.Duration, int64(0))
+			assert.Empty(t, a.Response, "no body from an internal address")
+			assert.Equal(t, tc.err, a.Error)
+			require.NoError(t, q.db.View(func(txn *badger.Txn) error {
+				it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true})
+				defer it.Close()
+				for it.Rewind(); it.Valid(); it.Next() {
+					v, err := it.Item().ValueCopy(nil)
+					require.NoError(t, err)
+					assert.NotContains(t, string(v), "internal service secret", "stored nowhere")
+				}
+				return nil
+			}))
+		})
+	}
 }
 
 func TestOperatorHandler(t *testing.T) {

@@ -10,8 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/netip"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -32,6 +35,16 @@ type sender struct {
 	prefix  string
 	host    string
 	timeout time.Duration
+	// private tells whether the address an answer came from is an internal
+	// one (reachable only through delivery.allowedPrivateNetworks): its
+	// body is not kept, so that a hook cannot read an internal service's
+	// answers through the attempt log. Tests replace it.
+	private func(netip.Addr) bool
+}
+
+// isPrivate reports whether addr is not a global unicast address.
+func isPrivate(addr netip.Addr) bool {
+	return !addr.IsValid() || nonGlobal(addr.Unmap().WithZone("")) != ""
 }
 
 // result is what one attempt saw.
@@ -39,7 +52,7 @@ type result struct {
 	Status   int // HTTP status; 1 for a network error or timeout
 	Err      error
 	Header   http.Header
-	Response string // first 4 KiB of the response body
+	Response string // first 4 KiB of the response body; none from an internal address
 	Duration time.Duration
 }
 
@@ -73,7 +86,8 @@ func newSender(o *Options, host string) *sender {
 			ErrorHandler: retryablehttp.PassthroughErrorHandler,
 		}
 	}
-	return &sender{quick: mk(o.QuickRetries), single: mk(0), prefix: o.HeaderPrefix, host: host, timeout: o.AttemptTimeout}
+	return &sender{quick: mk(o.QuickRetries), single: mk(0), prefix: o.HeaderPrefix, host: host,
+		timeout: o.AttemptTimeout, private: isPrivate}
 }
 
 // quickRetryPolicy retries inside one attempt only what a moment may fix: a
@@ -119,6 +133,20 @@ func (s *sender) send(ctx context.Context, c *retryablehttp.Client, to, hookID, 
 }
 
 func (s *sender) do(ctx context.Context, c *retryablehttp.Client, to, hookID, secret, eventID string, body []byte, now time.Time) result {
+	// The address of the connection the answer came on (the last try's).
+	var (
+		mu     sync.Mutex
+		remote netip.Addr
+	)
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		var addr netip.Addr
+		if a, ok := info.Conn.RemoteAddr().(*net.TCPAddr); ok {
+			addr = a.AddrPort().Addr()
+		}
+		mu.Lock()
+		remote = addr
+		mu.Unlock()
+	}})
 	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodPost, to, body)
 	if err != nil {
 		return result{Err: fmt.Errorf("bad URL: %w", unwrapURLError(err))}
@@ -143,6 +171,12 @@ func (s *sender) do(ctx context.Context, c *retryablehttp.Client, to, hookID, se
 	defer resp.Body.Close()
 	head, _ := io.ReadAll(io.LimitReader(resp.Body, responseLogCap))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, responseDrainCap))
+	mu.Lock()
+	from := remote
+	mu.Unlock()
+	if s.private(from) {
+		head = nil
+	}
 	return result{Status: resp.StatusCode, Header: resp.Header, Response: string(head)}
 }
 
