@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -26,6 +27,7 @@ func TestOperatorListingMasksURLs(t *testing.T) {
 	hooks := newFakeHooks()
 	hooks.add("h1", "u1", self, "", "note")
 	q := openQueue(t, openDB(t, ""), hooks, testOptions(nil))
+	q.sender.private = func(netip.Addr) bool { return false } // as if rc were a public host: its answer is logged
 	runQueue(t, q)
 	enqueue(t, q, event("u1", "note", `{}`))
 	require.Eventually(t, func() bool { return q.dead.Load() == 1 }, waitFor, tick)
