@@ -40,6 +40,12 @@ const (
 	dirResponse = "response"
 )
 
+// Reasons of oceanhooks_proxy_ambiguous_requests_total.
+const (
+	reasonCredential    = "credential"     // ocean.ReadCredential found no single reading
+	reasonDuplicateKeys = "duplicate_keys" // the body names a key twice
+)
+
 // Tap failure stages.
 const (
 	stageWanted  = "wanted"  // the tap's gate panicked
@@ -56,6 +62,7 @@ type metrics struct {
 	failures       *prometheus.CounterVec
 	overCapBodies  *prometheus.CounterVec
 	notJSONBodies  *prometheus.CounterVec
+	ambiguous      *prometheus.CounterVec
 	upstreamErrors [len(upstreamKinds)]prometheus.Counter
 	upgraded       prometheus.Gauge
 }
@@ -87,6 +94,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "oceanhooks_proxy_bodies_not_json_total",
 			Help: "Tapped bodies that were not JSON, passed through untapped, by endpoint and direction.",
 		}, []string{"endpoint", "direction"}),
+		ambiguous: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oceanhooks_proxy_ambiguous_requests_total",
+			Help: "Tapped calls passed through underived because Ocean could read them differently, by endpoint and reason (credential, duplicate_keys).",
+		}, []string{"endpoint", "reason"}),
 		upgraded: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "oceanhooks_proxy_upgraded_connections",
 			Help: "Upgraded (WebSocket) connections currently open.",
@@ -100,7 +111,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.upstreamErrors[i] = upstreamErrors.WithLabelValues(kind)
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.tappedCalls, m.failures,
-		m.overCapBodies, m.notJSONBodies, upstreamErrors, m.upgraded} {
+		m.overCapBodies, m.notJSONBodies, m.ambiguous, upstreamErrors, m.upgraded} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("proxy metrics: %w", err)
 		}
@@ -132,4 +143,8 @@ func (m *metrics) overCap(endpoint, direction string) {
 
 func (m *metrics) notJSON(endpoint, direction string) {
 	m.notJSONBodies.WithLabelValues(endpoint, direction).Inc()
+}
+
+func (m *metrics) ambiguousRequest(endpoint, reason string) {
+	m.ambiguous.WithLabelValues(endpoint, reason).Inc()
 }

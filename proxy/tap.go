@@ -14,8 +14,10 @@ type Observation struct {
 	// when the client sent none). The proxy forwards these very bytes: read
 	// them, never modify them.
 	Request []byte
-	// Token is the caller's credential: Authorization Bearer first, else the
-	// body field "i". It lives in memory for this call only: never log or store it.
+	// Token is the caller's credential exactly as Ocean reads it
+	// (ocean.ReadCredential); empty for an anonymous call. A call whose
+	// credential Ocean could read differently is not observed at all. It
+	// lives in memory for this call only: never log or store it.
 	Token string
 	// Status and Header are Ocean's response status (always 2xx: other
 	// answers are not observed) and a copy of its headers.

@@ -249,6 +249,8 @@ func TestTapDecodesEncodedResponses(t *testing.T) {
 	}
 }
 
+// TestTapToken: the observed token is the one Ocean authenticates the call
+// with (ocean.ReadCredential's table has every case).
 func TestTapToken(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -259,8 +261,9 @@ func TestTapToken(t *testing.T) {
 		{"bearer header", `{"text":"x"}`, "Bearer tokA", "tokA"},
 		{"body field i", `{"i":"tokB","text":"x"}`, "", "tokB"},
 		{"bearer wins over i", `{"i":"tokB"}`, "Bearer tokA", "tokA"},
-		{"scheme case-insensitive", `{}`, "bearer tokC", "tokC"},
-		{"i not a string", `{"i":42}`, "", ""},
+		{"lower-case bearer is not Ocean's: i wins", `{"i":"tokB"}`, "bearer tokA", "tokB"},
+		{"upper-case BEARER alone is anonymous", `{}`, "BEARER tokA", ""},
+		{"null i is anonymous", `{"i":null}`, "", ""},
 		{"nested i ignored", `{"x":{"i":"tokD"}}`, "", ""},
 		{"empty bearer falls back to i", `{"i":"tokE"}`, "Bearer ", "tokE"},
 		{"no credential", `{}`, "", ""},
@@ -276,6 +279,52 @@ func TestTapToken(t *testing.T) {
 			}
 			post(t, sc, "/api/notes/create", "application/json", strings.NewReader(tc.body), hdr...)
 			assert.Equal(t, tc.want, rec.only(t).Token)
+		})
+	}
+}
+
+// TestTapSkipsCallsOceanCouldReadDifferently: a call whose credential or
+// parameters Ocean could read otherwise than the tap is forwarded exactly as
+// it came and never observed; it is counted and logged without its token.
+func TestTapSkipsCallsOceanCouldReadDifferently(t *testing.T) {
+	cases := []struct {
+		name   string
+		auth   []string
+		body   string
+		reason string
+	}{
+		{"two Authorization headers", []string{"Bearer tokSecretA", "Bearer tokSecretB"}, `{"userId":"v"}`, reasonCredential},
+		{"two spaces after Bearer", []string{"Bearer  tokSecretA"}, `{"userId":"v"}`, reasonCredential},
+		{"i not a string", nil, `{"i":42,"userId":"v"}`, reasonCredential},
+		{"i twice", []string{"bearer tokSecretA"}, `{"i":"tokSecretA","userId":"v","i":"tokSecretB"}`, reasonDuplicateKeys},
+		{"i twice, once escaped", nil, `{"i":"tokSecretA","\u0069":"tokSecretB"}`, reasonDuplicateKeys},
+		{"userId twice", []string{"Bearer tokSecretA"}, `{"userId":"x","userId":"v"}`, reasonDuplicateKeys},
+		{"a nested key twice", []string{"Bearer tokSecretA"}, `{"poll":{"choices":["a"],"choices":["b"]}}`, reasonDuplicateKeys},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			sc := newSidecar(t, echoUpstream(t).URL, tapOpts(rec, Tap{Endpoint: "following/create"}))
+			req, err := http.NewRequest(http.MethodPost, sc.url("/api/following/create"), strings.NewReader(tc.body))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/json")
+			for _, v := range tc.auth {
+				req.Header.Add("Authorization", v)
+			}
+			resp, err := sc.client.Do(req)
+			require.NoError(t, err)
+			got := readAll(t, resp.Body)
+			require.NoError(t, resp.Body.Close())
+
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			assert.JSONEq(t, fmt.Sprintf(`{"sha":%q,"contentType":"application/json"}`, sha([]byte(tc.body))), string(got),
+				"Ocean gets the very bytes")
+			assert.Zero(t, rec.count(), "nothing is derived")
+			assert.Equal(t, 1.0, counter(t, sc.p.m.ambiguous, "following/create", tc.reason))
+			logs := sc.logs.String()
+			assert.Contains(t, logs, "level=WARN")
+			assert.Contains(t, logs, "reason="+tc.reason)
+			assert.NotContains(t, logs, "tokSecret", "no token is logged")
 		})
 	}
 }
@@ -546,15 +595,34 @@ func TestTapObservesEmptySuccesses(t *testing.T) {
 	}
 }
 
-func TestTapAcceptsJSONLabelledAsText(t *testing.T) {
-	for _, ct := range []string{"text/plain;charset=UTF-8", "", "application/json; charset=utf-8", "application/activity+json"} {
-		t.Run("content type "+ct, func(t *testing.T) {
-			upstream := jsonUpstream(t, http.StatusOK, `{"createdNote":{}}`)
+// TestTapTakesWhatOceanParsesAsJSON: application/json in any case, with
+// parameters, is tapped; Ocean's API refuses a body of another type (or none)
+// or reads it as one string, so such calls are forwarded untapped.
+func TestTapTakesWhatOceanParsesAsJSON(t *testing.T) {
+	cases := []struct {
+		contentType string
+		tapped      bool
+	}{
+		{"application/json", true},
+		{"Application/JSON; charset=utf-8", true},
+		{"text/plain;charset=UTF-8", false},
+		{"", false},
+		{"application/activity+json", false},
+	}
+	for _, tc := range cases {
+		t.Run("content type "+tc.contentType, func(t *testing.T) {
 			rec := &recorder{}
-			sc := newSidecar(t, upstream.URL, tapOpts(rec, Tap{Endpoint: "notes/create"}))
-			post(t, sc, "/api/notes/create", ct, strings.NewReader(`{"i":"tok","text":"hi"}`))
+			sc := newSidecar(t, echoUpstream(t).URL, tapOpts(rec, Tap{Endpoint: "notes/create"}))
+			body := `{"i":"tok","text":"hi"}`
+			_, got := post(t, sc, "/api/notes/create", tc.contentType, strings.NewReader(body))
+			assert.JSONEq(t, fmt.Sprintf(`{"sha":%q,"contentType":%q}`, sha([]byte(body)), tc.contentType), string(got))
+			if !tc.tapped {
+				assert.Zero(t, rec.count())
+				assert.Equal(t, 1.0, counter(t, sc.p.m.notJSONBodies, "notes/create", dirRequest))
+				return
+			}
 			obs := rec.only(t)
-			assert.JSONEq(t, `{"i":"tok","text":"hi"}`, string(obs.Request))
+			assert.JSONEq(t, body, string(obs.Request))
 			assert.Equal(t, "tok", obs.Token)
 		})
 	}

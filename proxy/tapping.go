@@ -15,7 +15,8 @@ import (
 
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
-	"github.com/tidwall/gjson"
+
+	"github.com/oceanhooks/oceanhooks/ocean"
 )
 
 // tapKey carries a tapped call's state from ServeHTTP to ModifyResponse.
@@ -30,7 +31,7 @@ type tapState struct {
 // Before step and forwards through the inspecting ReverseProxy. A body the
 // tap cannot use is forwarded exactly as it came, untapped.
 func (p *Proxy) serveTapped(ex *exchange, r *http.Request, rt *route, tap *Tap) {
-	body, ok := p.readRequest(r, rt)
+	body, token, ok := p.readRequest(r, rt)
 	if !ok {
 		ex.watchBody(r)
 		p.plain.ServeHTTP(ex, r)
@@ -39,7 +40,7 @@ func (p *Proxy) serveTapped(ex *exchange, r *http.Request, rt *route, tap *Tap) 
 	st := &tapState{rt: rt, obs: Observation{
 		Endpoint: rt.label,
 		Request:  body,
-		Token:    tokenOf(r.Header, body),
+		Token:    token,
 	}}
 	if tap.Before != nil {
 		p.before(r.Context(), st)
@@ -50,53 +51,61 @@ func (p *Proxy) serveTapped(ex *exchange, r *http.Request, rt *route, tap *Tap) 
 }
 
 // readRequest reads a tapped request's body and puts it back in front of
-// whatever was not read. It reports false when the call cannot be tapped:
-// not JSON, over the cap, or the client's body failed.
-func (p *Proxy) readRequest(r *http.Request, rt *route) ([]byte, bool) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSONType(ct) && !isTextPlain(ct) {
+// whatever was not read, and reads the caller's credential as Ocean does. It
+// reports false when the call cannot be tapped: not a JSON body Ocean
+// accepts, over the cap, the client's body failed, or a call Ocean could
+// read differently from us (its credential, or keys given twice, of which
+// Ocean keeps the last and the matchers' reader the first).
+func (p *Proxy) readRequest(r *http.Request, rt *route) (body []byte, token string, ok bool) {
+	ct := r.Header.Get("Content-Type")
+	if ct != "" && !isJSONRequestType(ct) {
 		p.m.notJSON(rt.label, dirRequest)
-		return nil, false
+		return nil, "", false
 	}
 	if r.ContentLength > p.bodyCap {
 		p.m.overCap(rt.label, dirRequest)
-		return nil, false
+		return nil, "", false
 	}
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil, true
-	}
-	buf, over, err := readCapped(r.Body, p.bodyCap, r.ContentLength)
-	r.Body = replay(buf, r.Body)
-	switch {
-	case over:
-		p.m.overCap(rt.label, dirRequest)
-		return nil, false
-	case err != nil:
-		// The client's side failed; forwarding shows the same failure.
-		p.log.Debug("reading tapped request body", "endpoint", rt.label, "err", err)
-		return nil, false
-	case len(buf) > 0 && !json.Valid(buf):
-		p.m.notJSON(rt.label, dirRequest)
-		return nil, false
-	}
-	return buf, true
-}
-
-// tokenOf finds the caller's credential: Authorization Bearer first, else
-// the body field "i".
-func tokenOf(h http.Header, body []byte) string {
-	const scheme = "bearer "
-	if v := h.Get("Authorization"); len(v) > len(scheme) && strings.EqualFold(v[:len(scheme)], scheme) {
-		if tok := strings.TrimSpace(v[len(scheme):]); tok != "" {
-			return tok
+	var buf []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		var over bool
+		var err error
+		buf, over, err = readCapped(r.Body, p.bodyCap, r.ContentLength)
+		r.Body = replay(buf, r.Body)
+		switch {
+		case over:
+			p.m.overCap(rt.label, dirRequest)
+			return nil, "", false
+		case err != nil:
+			// The client's side failed; forwarding shows the same failure.
+			p.log.Debug("reading tapped request body", "endpoint", rt.label, "err", err)
+			return nil, "", false
+		case len(buf) > 0 && (ct == "" || !json.Valid(buf)):
+			// Ocean refuses a body of no type as well as malformed JSON.
+			p.m.notJSON(rt.label, dirRequest)
+			return nil, "", false
+		case len(buf) > 0 && ocean.HasDuplicateKeys(buf):
+			p.ambiguous(rt.label, reasonDuplicateKeys, nil)
+			return nil, "", false
 		}
 	}
-	if len(body) == 0 {
-		return ""
+	cred, err := ocean.ReadCredential(r, buf)
+	if err != nil {
+		p.ambiguous(rt.label, reasonCredential, err)
+		return nil, "", false
 	}
-	if i := gjson.GetBytes(body, "i"); i.Type == gjson.String {
-		return i.Str
+	return buf, cred.Token, true
+}
+
+// ambiguous counts and logs a call passed through underived because Ocean
+// could read it differently from us. Neither token nor body is logged.
+func (p *Proxy) ambiguous(label, reason string, err error) {
+	p.m.ambiguousRequest(label, reason)
+	args := []any{"endpoint", label, "reason", reason}
+	if err != nil {
+		args = append(args, "err", err)
 	}
-	return ""
+	p.log.Warn("tapped call not derived: Ocean could read it differently", args...)
 }
 
 func (p *Proxy) before(ctx context.Context, st *tapState) {
@@ -284,6 +293,15 @@ func decodeBody(encoding string, raw []byte, limit int64) ([]byte, error) {
 	return out, nil
 }
 
+// isJSONRequestType reports whether Ocean's API parses a request body of
+// this Content-Type as JSON: application/json only, parameters aside. It
+// refuses +json types, and reads a text/plain body as one string (which no
+// endpoint accepts), so neither is tapped.
+func isJSONRequestType(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
+}
+
 // isJSONType reports whether a Content-Type names JSON (application/json or
 // a +json type), parameters aside.
 func isJSONType(ct string) bool {
@@ -291,12 +309,4 @@ func isJSONType(ct string) bool {
 	mt = strings.TrimSpace(mt)
 	return strings.EqualFold(mt, "application/json") ||
 		(len(mt) > 5 && strings.EqualFold(mt[len(mt)-5:], "+json"))
-}
-
-// isTextPlain reports whether a Content-Type is text/plain: browsers label a
-// JSON string body so when a client sets no type, and Ocean may accept it,
-// so such a body is read and judged by its content.
-func isTextPlain(ct string) bool {
-	mt, _, _ := strings.Cut(ct, ";")
-	return strings.EqualFold(strings.TrimSpace(mt), "text/plain")
 }
