@@ -198,6 +198,7 @@ type metrics struct {
 	derived  *prometheus.CounterVec
 	skipped  *prometheus.CounterVec
 	failures *prometheus.CounterVec
+	nothing  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -214,9 +215,13 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "oceanhooks_derive_failures_total",
 			Help: "Tapped calls whose events could not be derived or enqueued, by endpoint and reason.",
 		}, []string{"endpoint", "reason"}),
+		nothing: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oceanhooks_derive_nothing_total",
+			Help: "Tapped calls that cause no event by design (Ocean's answer shows nothing to derive from, or Ocean fired nothing for them), by endpoint and reason.",
+		}, []string{"endpoint", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.derived, m.skipped, m.failures)
+		reg.MustRegister(m.derived, m.skipped, m.failures, m.nothing)
 	}
 	return m
 }

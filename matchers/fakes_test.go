@@ -242,6 +242,10 @@ func (h *harness) failures(endpoint, reason string) float64 {
 	return value(h.e.m.failures.WithLabelValues(endpoint, reason))
 }
 
+func (h *harness) nothing(endpoint, reason string) float64 {
+	return value(h.e.m.nothing.WithLabelValues(endpoint, reason))
+}
+
 func (h *harness) derived(typ string) float64 {
 	return value(h.e.m.derived.WithLabelValues(typ))
 }

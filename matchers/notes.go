@@ -2,6 +2,7 @@ package matchers
 
 import (
 	"fmt"
+	"net/http"
 	"slices"
 
 	"github.com/tidwall/gjson"
@@ -16,7 +17,18 @@ import (
 // someone else and every addressee of a specified note). It needs no extra
 // Ocean read: every recipient id is in the answer.
 func deriveNotesCreate(c *call) error {
-	note := c.answer.Get("createdNote")
+	if c.obs.Status == http.StatusNoContent {
+		// Ocean answers 204 when it shows no note: a scheduled note (posted
+		// later by Ocean's queue, which fires its events then) or a note
+		// created with noCreatedNote (its events fired, the id unseen).
+		c.nothing(noNoteReason(c))
+		return nil
+	}
+	answer, err := c.response()
+	if err != nil {
+		return err
+	}
+	note := answer.Get("createdNote")
 	switch {
 	case note.Type == gjson.Null && note.Exists():
 		// Forks with scheduled notes answer createdNote:null; the note is
@@ -105,6 +117,22 @@ func deriveNotesCreate(c *call) error {
 		c.emit(webhook.Mention, id, mention)
 	}
 	return nil
+}
+
+// noNoteReason says why notes/create answered 204, from its request.
+func noNoteReason(c *call) string {
+	if !gjson.ValidBytes(c.obs.Request) {
+		return "no_content"
+	}
+	req := gjson.ParseBytes(c.obs.Request)
+	// Ocean schedules when scheduledAt is truthy (a number other than 0).
+	if at := req.Get("scheduledAt"); at.Type == gjson.Number && at.Num != 0 {
+		return "scheduled"
+	}
+	if req.Get("noCreatedNote").Type == gjson.True {
+		return "no_created_note"
+	}
+	return "no_content"
 }
 
 // cacheMember is what appendNote inserts into a note for a note, reply or

@@ -2,6 +2,7 @@ package matchers
 
 import (
 	"context"
+	"net/http"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -466,4 +467,36 @@ type discardSink struct{}
 
 func (discardSink) Enqueue(_ context.Context, events []webhook.Event) (int, error) {
 	return len(events), nil
+}
+
+// notes/create answers 204 with scheduledAt and with noCreatedNote: a known
+// answer with nothing to derive from. No event, no error (the proxy logs an
+// error at ERROR), no failure counted; the reason is counted apart.
+func TestNotesCreateNoContent(t *testing.T) {
+	tests := []struct {
+		name    string
+		request string
+		reason  string
+	}{
+		{name: "scheduled note", request: `{"text":"later","scheduledAt":1795759031689}`, reason: "scheduled"},
+		{name: "noCreatedNote", request: `{"text":"quiet","noCreatedNote":true}`, reason: "no_created_note"},
+		{name: "both", request: `{"text":"x","scheduledAt":1795759031689,"noCreatedNote":true}`, reason: "scheduled"},
+		{name: "scheduledAt null", request: `{"text":"x","scheduledAt":null,"noCreatedNote":true}`, reason: "no_created_note"},
+		{name: "neither", request: `{"text":"x"}`, reason: "no_content"},
+		{name: "request not JSON", request: `text=x`, reason: "no_content"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, allHooks(alice, bob))
+			wanted, err := h.do(t, "notes/create", "tok-alice", tt.request, http.StatusNoContent, "")
+			require.True(t, wanted)
+			assert.NoError(t, err)
+			assert.Empty(t, h.sink.batches)
+			for _, reason := range []string{"malformed", "other", "enqueue"} {
+				assert.Zero(t, h.failures("notes/create", reason), reason)
+			}
+			assert.Equal(t, 1.0, h.nothing("notes/create", tt.reason))
+			assert.Empty(t, h.oc.endpoints())
+		})
+	}
 }

@@ -19,7 +19,8 @@ type rule struct {
 	// is AnySubscribed(causes...).
 	causes []string
 	// answers says what Ocean's 2xx answer is: a JSON object (checked before
-	// derive runs: anything else means no event) or nothing (204).
+	// derive runs: anything else means no event), nothing (204), or either
+	// (derive checks which).
 	answers answerKind
 	// before, if set, runs before the call is forwarded and may leave state
 	// in obs.State for derive.
@@ -35,12 +36,14 @@ type answerKind int
 const (
 	answersObject answerKind = iota
 	answersNothing
+	answersObjectOrNothing
 )
 
 // table maps each tapped endpoint to its rule. A new endpoint is a new row.
 var table = []rule{
 	{
 		endpoint: "notes/create",
+		answers:  answersObjectOrNothing,
 		causes:   []string{webhook.Note, webhook.Reply, webhook.Renote, webhook.Mention},
 		derive:   deriveNotesCreate,
 	},
@@ -124,6 +127,13 @@ func (c *call) wants(userID, typ string) bool {
 
 func (c *call) emit(typ, userID string, body []byte) {
 	c.events = append(c.events, webhook.Event{Type: typ, UserID: userID, Body: body})
+}
+
+// nothing records a call that, by design, causes no event: Ocean's answer
+// shows nothing to derive from, or Ocean fired nothing for it.
+func (c *call) nothing(reason string) {
+	c.e.m.nothing.WithLabelValues(c.r.endpoint, reason).Inc()
+	c.e.log.DebugContext(c.ctx, "no events for this call", "endpoint", c.r.endpoint, "reason", reason)
 }
 
 // skip counts n events lost because a read they needed failed.
