@@ -136,15 +136,14 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
 	}
-	params, ferr := readParams(r)
+	params, body, ferr := readParams(r)
 	if ferr != nil {
 		ferr.write(w)
 		return
 	}
-	token, present, ok := credential(r, params)
-	if !ok {
-		// A non-string `i`: Ocean answers a bare 400.
-		w.WriteHeader(http.StatusBadRequest)
+	token, present, cerr := credential(r, body)
+	if cerr != nil {
+		cerr(w)
 		return
 	}
 	var me ocean.Me
@@ -204,22 +203,21 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // its length.
 func isNativeToken(token string) bool { return len(token) == 16 }
 
-// credential finds the caller's token: `Authorization: Bearer …` first, else
-// the body field `i`. present is false when there is none; ok is false for an
-// `i` that is neither a string nor null.
-func credential(r *http.Request, params any) (token string, present, ok bool) {
-	if t, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found {
-		return t, true, true
+// credential reads the caller's token exactly as Ocean does
+// (ocean.ReadCredential). present is false when there is none. A non-nil
+// answer is what to write instead: Ocean's bare 400 for an `i` that is
+// neither a string nor null, AUTHENTICATION_FAILED for a credential Ocean
+// could read differently, so that no call acts as an account Ocean might
+// not have seen in it.
+func credential(r *http.Request, body []byte) (token string, present bool, answer func(http.ResponseWriter)) {
+	c, err := ocean.ReadCredential(r, body)
+	switch {
+	case errors.Is(err, ocean.ErrCredentialNotString):
+		return "", false, func(w http.ResponseWriter) { w.WriteHeader(http.StatusBadRequest) }
+	case err != nil:
+		return "", false, func(w http.ResponseWriter) { ocean.Write(w, ocean.ErrAuthenticationFailed) }
 	}
-	m, _ := params.(map[string]any)
-	switch i := m["i"].(type) {
-	case nil:
-		return "", false, true
-	case string:
-		return i, true, true
-	default:
-		return "", false, false
-	}
+	return c.Token, c.Present, nil
 }
 
 func (a *API) writeAuthError(w http.ResponseWriter, r *http.Request, endpoint string, err error) {
@@ -540,40 +538,41 @@ func preflight(w http.ResponseWriter, r *http.Request) {
 // readParams reads the call's parameters as Ocean's server does: a JSON body
 // (at most 1 MiB), a text body as a bare string, nothing (nil, JavaScript's
 // undefined) for an empty or multipart body. Any other content type, an
-// oversized or malformed body is Fastify's error.
-func readParams(r *http.Request) (any, *fastifyError) {
+// oversized or malformed body is Fastify's error. body is the bytes read
+// (nil when none were), for reading the credential.
+func readParams(r *http.Request) (params any, body []byte, ferr *fastifyError) {
 	ct := r.Header.Get("Content-Type")
 	essence, _, _ := strings.Cut(ct, ";")
 	essence = strings.ToLower(strings.TrimSpace(essence))
 	switch {
 	case ct == "" && r.ContentLength == 0:
-		return nil, nil
+		return nil, nil, nil
 	case essence == "multipart/form-data":
-		return nil, nil // parsed only for file uploads, which these are not
+		return nil, nil, nil // parsed only for file uploads, which these are not
 	case essence != "application/json" && essence != "text/plain":
-		return nil, errMediaType(ct)
+		return nil, nil, errMediaType(ct)
 	}
 	if r.ContentLength > maxBodyBytes {
-		return nil, errBodyTooLarge
+		return nil, nil, errBodyTooLarge
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 	if err != nil {
-		return nil, &fastifyError{StatusCode: http.StatusBadRequest, Error: "Bad Request", Message: "Request body could not be read"}
+		return nil, nil, &fastifyError{StatusCode: http.StatusBadRequest, Error: "Bad Request", Message: "Request body could not be read"}
 	}
 	if len(body) > maxBodyBytes {
-		return nil, errBodyTooLarge
+		return nil, nil, errBodyTooLarge
 	}
 	if essence == "text/plain" {
-		return string(body), nil
+		return string(body), body, nil
 	}
 	if len(body) == 0 {
-		return nil, errEmptyJSONBody
+		return nil, nil, errEmptyJSONBody
 	}
 	v, ok := parseJSON(body)
 	if !ok {
-		return nil, errInvalidJSONBody
+		return nil, nil, errInvalidJSONBody
 	}
-	return v, nil
+	return v, body, nil
 }
 
 // parseJSON decodes one JSON value (numbers kept exact) and refuses, like
