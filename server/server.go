@@ -40,9 +40,11 @@ const (
 	// AdminShutdownTimeout bounds closing the admin listener, which is
 	// closed last so that /metrics and /healthz answer while the proxy drains.
 	AdminShutdownTimeout = 5 * time.Second
-	// HandlerWait is how long, after the grace period forced the remaining
-	// client connections closed, the store waits for their handlers to return.
-	HandlerWait = 5 * time.Second
+	// HandlerWaitMargin is how much longer than proxy.observeTimeout the
+	// store waits, after the grace period forced the remaining client
+	// connections closed, for their handlers to return: a tapped call may be
+	// storing its events for up to proxy.observeTimeout (see Server.handlerWait).
+	HandlerWaitMargin = 2 * time.Second
 	// ReadyProbeTimeout bounds the upstream probe of /readyz.
 	ReadyProbeTimeout = 2 * time.Second
 )
@@ -62,10 +64,14 @@ type Server struct {
 
 	mainLn, adminLn net.Listener
 	main, admin     *http.Server
-	inflight        sync.WaitGroup // proxy handlers running
+	gate            gate // handlers that may touch the store: proxy and admin operator routes
 	draining        atomic.Bool
 	closeOnce       sync.Once
 	closeErr        error
+
+	// after starts the bounded wait for handlers before the store closes
+	// (time.After; tests observe it).
+	after func(time.Duration) <-chan time.Time
 }
 
 // Run builds oceanhooks from cfg and runs it until ctx ends, then shuts down
@@ -88,7 +94,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: logger}
+	s := &Server{cfg: cfg, log: logger, after: time.After}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
@@ -116,6 +122,14 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 	opts := queue.BadgerOptions(cfg.DataDir).WithLogger(badgerLogger{logger.With("component", "badger")})
 	if s.db, err = badger.Open(opts); err != nil {
 		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+	}
+	token, created, err := loadAdminToken(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		logger.Info("generated the admin token; it is shown only this once (the operator commands read it from the file)",
+			"file", cfg.AdminTokenPath(), "token", token)
 	}
 	if s.hooks, err = hooks.Open(s.db, hooks.Options{
 		Logger: logger.With("component", "hooks"),
@@ -169,6 +183,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 		TapBodyCap:            int64(cfg.TapBodyCap),
 		Taps:                  engine.Taps(),
 		Consumer:              engine,
+		ObserveTimeout:        cfg.Proxy.ObserveTimeout.D(),
 		Local:                 api,
 		DialTimeout:           cfg.Proxy.DialTimeout.D(),
 		ResponseHeaderTimeout: cfg.Proxy.UpstreamTimeout.D(),
@@ -186,6 +201,10 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 		return nil, fmt.Errorf("admin listen: %w", err)
 	}
+	guard, err := newAdminGuard(cfg, token, s.adminLn.Addr())
+	if err != nil {
+		return nil, err
+	}
 	httpLog := slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn)
 	s.main = &http.Server{
 		Handler:           s.track(s.proxy),
@@ -194,7 +213,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 		ErrorLog:          httpLog,
 	}
 	s.admin = &http.Server{
-		Handler:           s.adminHandler(),
+		Handler:           s.adminHandler(guard),
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		IdleTimeout:       IdleTimeout,
 		ErrorLog:          httpLog,
@@ -221,10 +240,21 @@ func (s *Server) AdminAddr() net.Addr { return s.adminLn.Addr() }
 // after the last one that could still enqueue has returned.
 func (s *Server) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.inflight.Add(1)
-		defer s.inflight.Done()
+		if !s.gate.enter() {
+			// Only after the listener closed: no client can be waiting for Ocean.
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		defer s.gate.leave()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// handlerWait bounds the wait, after the listeners closed, for handlers that
+// may still touch the store: a tapped call stores its events for up to
+// proxy.observeTimeout after Ocean answered, whatever became of its client.
+func (s *Server) handlerWait() time.Duration {
+	return s.cfg.Proxy.ObserveTimeout.D() + HandlerWaitMargin
 }
 
 // Run serves until ctx ends, then shuts down: the listeners stop accepting,
@@ -316,13 +346,17 @@ func (s *Server) Close() error {
 		if s.db == nil {
 			return
 		}
-		// After a forced close, handlers may still be finishing an enqueue.
-		done := make(chan struct{})
-		go func() { s.inflight.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(HandlerWait):
-			s.log.Warn("closing the store while proxy handlers are still running")
+		// After a forced close, handlers may still be finishing an enqueue;
+		// none starts from now on (the admin operator routes answer 503).
+		wait := s.handlerWait()
+		left, running := s.gate.close(func() <-chan time.Time {
+			return s.after(wait)
+		})
+		if running > 0 {
+			s.log.Info("waited for handlers before closing the store", "running", running, "left", left, "max_wait", wait.String())
+		}
+		if left > 0 {
+			s.log.Warn("closing the store while handlers are still running", "handlers", left)
 		}
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store: %w", err)

@@ -78,10 +78,19 @@ func (r *running) stop(t *testing.T) error {
 // not stop it.
 func start(t *testing.T, cfg config.Config) *running {
 	t.Helper()
+	return startWith(t, cfg, nil)
+}
+
+// startWith is start with a setup step between New and Run (nil: none).
+func startWith(t *testing.T, cfg config.Config, setup func(*Server)) *running {
+	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := New(cfg, logger)
 	require.NoError(t, err)
+	if setup != nil {
+		setup(s)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{Server: s, logs: logs, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- s.Run(ctx) }()
@@ -92,6 +101,28 @@ func start(t *testing.T, cfg config.Config) *running {
 		}
 	})
 	return r
+}
+
+// adminGet sends GET path to r's admin listener with its token.
+func (r *running) adminGet(t *testing.T, path string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, r.adminURL()+path, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+r.adminToken(t))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(body)
+}
+
+// adminToken is the token r's admin listener requires.
+func (r *running) adminToken(t *testing.T) string {
+	t.Helper()
+	token, err := ReadAdminToken(r.cfg.AdminTokenPath())
+	require.NoError(t, err)
+	return token
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -177,7 +208,7 @@ func TestMetricsHaveEveryPart(t *testing.T) {
 	status, _ := post(t, r.proxyURL()+"/api/meta", "", map[string]any{})
 	require.Equal(t, http.StatusOK, status)
 
-	status, body := get(t, r.adminURL()+"/metrics")
+	status, body := r.adminGet(t, "/metrics")
 	require.Equal(t, http.StatusOK, status)
 	for _, name := range []string{
 		"oceanhooks_proxy_requests_total", // proxy
@@ -391,13 +422,15 @@ func TestEndToEnd(t *testing.T) {
 	assert.Equal(t, "note", env.Type)
 	assert.Equal(t, "hello hooks", env.Body.Note.Text)
 
-	status, hooksBody := get(t, r.adminURL()+"/hooks")
+	status, hooksBody := r.adminGet(t, "/hooks")
 	require.Equal(t, http.StatusOK, status)
 	assert.Contains(t, hooksBody, hook.ID)
 	assert.NotContains(t, hooksBody, "s3cret", "secrets are masked for operators")
+	assert.NotContains(t, hooksBody, "/hook", "hook URLs are shown without their path")
+	assert.Contains(t, hooksBody, receiver.URL+"/…")
 
 	require.Eventually(t, func() bool {
-		status, body := get(t, r.adminURL()+"/deliveries?webhookId="+hook.ID)
+		status, body := r.adminGet(t, "/deliveries?webhookId="+hook.ID)
 		return status == http.StatusOK && strings.Contains(body, `"state":"delivered"`)
 	}, 10*time.Second, 20*time.Millisecond)
 
