@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -55,11 +56,22 @@ var serveFlags = []struct{ name, key, usage string }{
 	{"public-url", "publicURL", "public `URL` of the Ocean instance (the server field of deliveries)"},
 	{"data-dir", "dataDir", "`DIR`: directory of the embedded store"},
 	{"admin-listen", "adminListen", "`ADDR` (host:port) of the admin listener"},
+	{"admin-token-file", "admin.tokenFile", "`FILE` holding the admin listener's bearer token (default: admin.token in the data dir, generated at the first start)"},
 	{"log-level", "log.level", "`LEVEL`: debug, info, warn or error"},
 	{"log-format", "log.format", "`FORMAT`: text or json"},
 }
 
 const defaultAdminURL = "http://" + config.DefaultAdminListen
+
+// operatorFlags are the flags of every command that talks to the admin
+// listener: where it is and where its token is.
+func operatorFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "admin", Usage: "`URL` of the running server's admin listener (default: its adminListen from the config, else " + defaultAdminURL + ")"},
+		&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "the server's config `FILE` (default: $" + config.EnvConfigFile + "), read for adminListen, admin.tokenFile and dataDir"},
+		&cli.StringFlag{Name: "token-file", Usage: "`FILE` holding the admin token (default: the config's admin.tokenFile, else admin.token in its dataDir)"},
+	}
+}
 
 func newApp(stdout, stderr io.Writer, environ []string) *cli.App {
 	flags := []cli.Flag{&cli.StringFlag{
@@ -70,7 +82,6 @@ func newApp(stdout, stderr io.Writer, environ []string) *cli.App {
 	for _, f := range serveFlags {
 		flags = append(flags, &cli.StringFlag{Name: f.name, Usage: f.usage + " (config key " + f.key + ")"})
 	}
-	adminFlag := &cli.StringFlag{Name: "admin", Value: defaultAdminURL, Usage: "`URL` of the running server's admin listener"}
 
 	return &cli.App{
 		Name:            "oceanhooks",
@@ -125,7 +136,7 @@ func newApp(stdout, stderr io.Writer, environ []string) *cli.App {
 					}
 					fmt.Fprintf(stdout, "ok: %s\n", file)
 					fmt.Fprintf(stdout, "  listen %s → upstream %s (server %s)\n", cfg.Listen, cfg.Upstream, cfg.ServerURL())
-					fmt.Fprintf(stdout, "  admin %s, data %s, log %s/%s\n", cfg.AdminListen, cfg.DataDir, cfg.Log.Level, cfg.Log.Format)
+					fmt.Fprintf(stdout, "  admin %s (token file %s), data %s, log %s/%s\n", cfg.AdminListen, cfg.AdminTokenPath(), cfg.DataDir, cfg.Log.Level, cfg.Log.Format)
 					return nil
 				},
 			},
@@ -143,17 +154,20 @@ func newApp(stdout, stderr io.Writer, environ []string) *cli.App {
 				Subcommands: []*cli.Command{{
 					Name:  "list",
 					Usage: "list hooks (secrets masked)",
-					Flags: []cli.Flag{
-						adminFlag,
+					Flags: append(operatorFlags(),
 						&cli.StringFlag{Name: "user", Usage: "only the hooks of user `ID`"},
 						&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
-					},
+					),
 					Action: func(c *cli.Context) error {
 						q := url.Values{}
 						if u := c.String("user"); u != "" {
 							q.Set("userId", u)
 						}
-						body, err := adminCall(c.Context, c.String("admin"), http.MethodGet, "/hooks", q, nil)
+						admin, err := adminOf(c, environ)
+						if err != nil {
+							return err
+						}
+						body, err := admin.call(c.Context, http.MethodGet, "/hooks", q, nil)
 						if err != nil {
 							return err
 						}
@@ -171,13 +185,12 @@ func newApp(stdout, stderr io.Writer, environ []string) *cli.App {
 					{
 						Name:  "list",
 						Usage: "list deliveries with their attempts, newest first",
-						Flags: []cli.Flag{
-							adminFlag,
+						Flags: append(operatorFlags(),
 							&cli.StringFlag{Name: "webhook", Usage: "only the deliveries of hook `ID` (default: every hook)"},
 							&cli.IntFlag{Name: "limit", Value: 10, Usage: "at most `N` deliveries (1-100)"},
 							&cli.StringFlag{Name: "until", Usage: "only deliveries older than delivery `ID` (paging)"},
 							&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
-						},
+						),
 						Action: func(c *cli.Context) error {
 							q := url.Values{"limit": {strconv.Itoa(c.Int("limit"))}}
 							if h := c.String("webhook"); h != "" {
@@ -186,7 +199,11 @@ func newApp(stdout, stderr io.Writer, environ []string) *cli.App {
 							if u := c.String("until"); u != "" {
 								q.Set("untilId", u)
 							}
-							body, err := adminCall(c.Context, c.String("admin"), http.MethodGet, "/deliveries", q, nil)
+							admin, err := adminOf(c, environ)
+							if err != nil {
+								return err
+							}
+							body, err := admin.call(c.Context, http.MethodGet, "/deliveries", q, nil)
 							if err != nil {
 								return err
 							}
@@ -199,17 +216,20 @@ func newApp(stdout, stderr io.Writer, environ []string) *cli.App {
 					{
 						Name:  "redeliver",
 						Usage: "queue one delivery again, or every dead letter of the hook",
-						Flags: []cli.Flag{
-							adminFlag,
+						Flags: append(operatorFlags(),
 							&cli.StringFlag{Name: "webhook", Required: true, Usage: "hook `ID`"},
 							&cli.StringFlag{Name: "delivery", Usage: "delivery `ID` (default: every dead letter of the hook)"},
-						},
+						),
 						Action: func(c *cli.Context) error {
 							req, err := json.Marshal(map[string]string{"webhookId": c.String("webhook"), "deliveryId": c.String("delivery")})
 							if err != nil {
 								return err
 							}
-							body, err := adminCall(c.Context, c.String("admin"), http.MethodPost, "/deliveries", nil, req)
+							admin, err := adminOf(c, environ)
+							if err != nil {
+								return err
+							}
+							body, err := admin.call(c.Context, http.MethodPost, "/deliveries", nil, req)
 							if err != nil {
 								return err
 							}
@@ -297,9 +317,58 @@ func printVersion(w io.Writer) {
 // adminTimeout bounds one operator request to the admin listener.
 const adminTimeout = 30 * time.Second
 
-// adminCall sends one operator request to the admin listener at base and
-// returns the 2xx body; other answers become errors carrying the server's reason.
-func adminCall(ctx context.Context, base, method, path string, q url.Values, reqBody []byte) ([]byte, error) {
+// adminTarget is the running server's admin listener and its token.
+type adminTarget struct {
+	base  string // URL
+	token string
+}
+
+// adminOf finds the admin listener and its token for an operator command:
+// --admin, else the config's adminListen; --token-file, else the config's
+// admin.tokenFile (env OCEANHOOKS_ADMIN_TOKEN_FILE), else admin.token in its
+// dataDir. The config is the server's: --config, else $OCEANHOOKS_CONFIG,
+// with the OCEANHOOKS_ environment.
+func adminOf(c *cli.Context, environ []string) (adminTarget, error) {
+	cfg, err := loadConfig(c, c.String("config"), environ)
+	if err != nil {
+		return adminTarget{}, err
+	}
+	base := c.String("admin")
+	if base == "" {
+		base = "http://" + dialable(cfg.AdminListen)
+	}
+	path := c.String("token-file")
+	if path == "" {
+		path = cfg.AdminTokenPath()
+	}
+	token, err := server.ReadAdminToken(path)
+	if err != nil {
+		return adminTarget{}, fmt.Errorf("read the admin token: %w (give --token-file, or the server's --config, %s or %s)",
+			err, config.EnvName("admin.tokenFile"), config.EnvName("dataDir"))
+	}
+	return adminTarget{base: base, token: token}, nil
+}
+
+// dialable turns a listen address into one to connect to: an unspecified
+// host becomes loopback.
+func dialable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// call sends one operator request to the admin listener and returns the 2xx
+// body; other answers become errors carrying the server's reason.
+func (a adminTarget) call(ctx context.Context, method, path string, q url.Values, reqBody []byte) ([]byte, error) {
+	base := a.base
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
 	}
@@ -321,6 +390,7 @@ func adminCall(ctx context.Context, base, method, path string, q url.Values, req
 	if reqBody != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("admin listener at %s: %w (is `oceanhooks serve` running, and is --admin its adminListen?)", base, err)

@@ -193,10 +193,18 @@ func TestServeFlagsBeatEnvAndFile(t *testing.T) {
 	assert.Equal(t, "https://ocean.example", got.PublicURL)
 }
 
+// writeToken writes an admin token file with mode 0600.
+func writeToken(t *testing.T, token string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "admin.token")
+	require.NoError(t, os.WriteFile(p, []byte(token+"\n"), 0o600))
+	return p
+}
+
 func TestOperatorCommandsNeedTheServer(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
-	_, _, err := runCLI(t, nil, "hooks", "list", "--admin", dead.URL)
+	_, _, err := runCLI(t, nil, "hooks", "list", "--admin", dead.URL, "--token-file", writeToken(t, strings.Repeat("t", 64)))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "is `oceanhooks serve` running")
 
@@ -321,13 +329,17 @@ func TestSIGTERMDuringASlowRequest(t *testing.T) {
 	assert.NotNil(t, logs.find("stopped"))
 }
 
-// startServer runs a server in-process for the operator commands.
-func startServer(t *testing.T, upstream string) *server.Server {
+// startServer runs a server in-process for the operator commands; change
+// (nil: none) adjusts its config.
+func startServer(t *testing.T, upstream string, change func(*config.Config)) (*server.Server, config.Config) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.DataDir = t.TempDir()
 	cfg.Upstream = upstream
+	if change != nil {
+		change(&cfg)
+	}
 	s, err := server.New(cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -337,7 +349,7 @@ func startServer(t *testing.T, upstream string) *server.Server {
 		cancel()
 		assert.NoError(t, <-done)
 	})
-	return s
+	return s, cfg
 }
 
 func createHook(t *testing.T, proxyAddr, token, name string) string {
@@ -361,13 +373,15 @@ func createHook(t *testing.T, proxyAddr, token, name string) string {
 
 func TestOperatorCommandsAgainstARunningServer(t *testing.T) {
 	oc := oceantest.New(t)
-	s := startServer(t, oc.URL)
+	s, cfg := startServer(t, oc.URL, nil)
 	admin := "http://" + s.AdminAddr().String()
+	// The operator commands find the token in the server's data dir.
+	env := []string{"OCEANHOOKS_DATA_DIR=" + cfg.DataDir}
 	aliceHook := createHook(t, s.Addr().String(), oceantest.TokenAlice, "alices")
 	bobHook := createHook(t, s.Addr().String(), oceantest.TokenBob, "bobs")
 
 	t.Run("hooks list", func(t *testing.T) {
-		stdout, _, err := runCLI(t, nil, "hooks", "list", "--admin", admin)
+		stdout, _, err := runCLI(t, env, "hooks", "list", "--admin", admin)
 		require.NoError(t, err)
 		assert.Contains(t, stdout, "ID")
 		assert.Contains(t, stdout, aliceHook)
@@ -375,16 +389,18 @@ func TestOperatorCommandsAgainstARunningServer(t *testing.T) {
 		assert.Contains(t, stdout, "note,follow")
 		assert.Contains(t, stdout, "2 hooks")
 		assert.NotContains(t, stdout, "hush")
+		assert.Contains(t, stdout, "https://receiver.example/…")
+		assert.NotContains(t, stdout, "receiver.example/alices", "hook URLs are shown without their path")
 	})
 	t.Run("hooks list of one user", func(t *testing.T) {
-		stdout, _, err := runCLI(t, nil, "hooks", "list", "--admin", s.AdminAddr().String(), "--user", oceantest.BobID)
+		stdout, _, err := runCLI(t, env, "hooks", "list", "--admin", s.AdminAddr().String(), "--user", oceantest.BobID)
 		require.NoError(t, err)
 		assert.Contains(t, stdout, bobHook)
 		assert.NotContains(t, stdout, aliceHook)
 		assert.Contains(t, stdout, "1 hooks")
 	})
 	t.Run("hooks list as JSON", func(t *testing.T) {
-		stdout, _, err := runCLI(t, nil, "hooks", "list", "--admin", admin, "--json")
+		stdout, _, err := runCLI(t, env, "hooks", "list", "--admin", admin, "--json")
 		require.NoError(t, err)
 		var hooks []map[string]any
 		require.NoError(t, json.Unmarshal([]byte(stdout), &hooks))
@@ -392,26 +408,106 @@ func TestOperatorCommandsAgainstARunningServer(t *testing.T) {
 		assert.NotContains(t, stdout, "hush")
 	})
 	t.Run("deliveries list", func(t *testing.T) {
-		stdout, _, err := runCLI(t, nil, "deliveries", "list", "--admin", admin, "--webhook", aliceHook)
+		stdout, _, err := runCLI(t, env, "deliveries", "list", "--admin", admin, "--webhook", aliceHook)
 		require.NoError(t, err)
 		assert.Contains(t, stdout, "0 deliveries")
-		stdout, _, err = runCLI(t, nil, "deliveries", "list", "--admin", admin, "--webhook", aliceHook, "--json")
+		stdout, _, err = runCLI(t, env, "deliveries", "list", "--admin", admin, "--webhook", aliceHook, "--json")
 		require.NoError(t, err)
 		assert.JSONEq(t, `[]`, stdout)
 	})
 	t.Run("deliveries list refuses a bad limit with the server's reason", func(t *testing.T) {
-		_, _, err := runCLI(t, nil, "deliveries", "list", "--admin", admin, "--limit", "1000")
+		_, _, err := runCLI(t, env, "deliveries", "list", "--admin", admin, "--limit", "1000")
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "400 Bad Request: limit must be 1 to 100")
 	})
 	t.Run("redeliver every dead letter", func(t *testing.T) {
-		stdout, _, err := runCLI(t, nil, "deliveries", "redeliver", "--admin", admin, "--webhook", aliceHook)
+		stdout, _, err := runCLI(t, env, "deliveries", "redeliver", "--admin", admin, "--webhook", aliceHook)
 		require.NoError(t, err)
 		assert.Equal(t, "queued 0 deliveries again\n", stdout)
 	})
 	t.Run("redeliver an unknown delivery", func(t *testing.T) {
-		_, _, err := runCLI(t, nil, "deliveries", "redeliver", "--admin", admin, "--webhook", aliceHook, "--delivery", "aaaaaaaaaaaaaaaa")
+		_, _, err := runCLI(t, env, "deliveries", "redeliver", "--admin", admin, "--webhook", aliceHook, "--delivery", "aaaaaaaaaaaaaaaa")
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "no such delivery")
 	})
+}
+
+// TestOperatorCommandsFindTheToken: the operator commands read the admin
+// token where the server keeps it (the config's dataDir or admin.tokenFile,
+// from a file, the environment or --token-file), send it, and say clearly
+// when they cannot.
+func TestOperatorCommandsFindTheToken(t *testing.T) {
+	oc := oceantest.New(t)
+	s, cfg := startServer(t, oc.URL, nil)
+	admin := s.AdminAddr().String()
+	dataDirToken := filepath.Join(cfg.DataDir, config.AdminTokenFileName)
+	fileConfig := writeConfig(t, "dataDir: "+cfg.DataDir+"\nadminListen: \""+admin+"\"\n")
+
+	good := []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"--config names the data dir and the listener", nil, []string{"--config", fileConfig}},
+		{"$OCEANHOOKS_CONFIG", []string{"OCEANHOOKS_CONFIG=" + fileConfig}, nil},
+		{"--token-file", nil, []string{"--admin", admin, "--token-file", dataDirToken}},
+		{"$OCEANHOOKS_ADMIN_TOKEN_FILE", []string{"OCEANHOOKS_ADMIN_TOKEN_FILE=" + dataDirToken}, []string{"--admin", admin}},
+		{"$OCEANHOOKS_ADMIN_LISTEN and $OCEANHOOKS_DATA_DIR", []string{"OCEANHOOKS_ADMIN_LISTEN=" + admin, "OCEANHOOKS_DATA_DIR=" + cfg.DataDir}, nil},
+	}
+	for _, tt := range good {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, _, err := runCLI(t, tt.env, append([]string{"hooks", "list"}, tt.args...)...)
+			require.NoError(t, err)
+			assert.Contains(t, stdout, "0 hooks")
+			stdout, _, err = runCLI(t, tt.env, append([]string{"deliveries", "redeliver", "--webhook", "nohook"}, tt.args...)...)
+			require.NoError(t, err)
+			assert.Contains(t, stdout, "queued 0 deliveries again")
+		})
+	}
+
+	wrong := writeToken(t, strings.Repeat("w", 64))
+	open := writeToken(t, strings.Repeat("o", 64))
+	require.NoError(t, os.Chmod(open, 0o644))
+	bad := []struct {
+		name string
+		env  []string
+		args []string
+		msg  []string
+	}{
+		{"no token where the config says", []string{"OCEANHOOKS_DATA_DIR=" + t.TempDir()}, []string{"--admin", admin},
+			[]string{"read the admin token", "admin.token: no such file", "--token-file", "OCEANHOOKS_ADMIN_TOKEN_FILE", "OCEANHOOKS_DATA_DIR"}},
+		{"a missing --token-file", nil, []string{"--admin", admin, "--token-file", filepath.Join(t.TempDir(), "nope")},
+			[]string{"read the admin token", "nope: no such file"}},
+		{"a token file open to others", nil, []string{"--admin", admin, "--token-file", open},
+			[]string{"open to group or others (mode 0644)"}},
+		{"a wrong token", nil, []string{"--admin", admin, "--token-file", wrong},
+			[]string{"401 Unauthorized: missing or wrong admin token"}},
+		{"a broken config", []string{"OCEANHOOKS_DELIVERY_WORKERS=lots"}, []string{"--admin", admin, "--token-file", dataDirToken},
+			[]string{"delivery.workers"}},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := runCLI(t, tt.env, append([]string{"hooks", "list"}, tt.args...)...)
+			require.Error(t, err)
+			for _, m := range tt.msg {
+				assert.Contains(t, err.Error(), m)
+			}
+			assert.NotContains(t, err.Error(), strings.Repeat("o", 64), "the token is never shown")
+		})
+	}
+}
+
+// TestOperatorCommandsWithATokenFile: a server whose admin.tokenFile comes
+// from the environment, and the operator commands given the same environment.
+func TestOperatorCommandsWithATokenFile(t *testing.T) {
+	oc := oceantest.New(t)
+	tokenFile := writeToken(t, strings.Repeat("s", 48))
+	s, cfg := startServer(t, oc.URL, func(c *config.Config) { c.Admin.TokenFile = tokenFile })
+	createHook(t, s.Addr().String(), oceantest.TokenAlice, "alices")
+	_, err := os.Stat(filepath.Join(cfg.DataDir, config.AdminTokenFileName))
+	require.ErrorIs(t, err, os.ErrNotExist, "no token is generated when admin.tokenFile is set")
+
+	stdout, _, err := runCLI(t, []string{"OCEANHOOKS_ADMIN_TOKEN_FILE=" + tokenFile}, "hooks", "list", "--admin", s.AdminAddr().String())
+	require.NoError(t, err)
+	assert.Contains(t, stdout, "1 hooks")
 }
