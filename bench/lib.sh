@@ -152,6 +152,8 @@ upstream: "http://127.0.0.1:$PORT_UPSTREAM"
 publicURL: "https://ocean.example"
 dataDir: "$data"
 adminListen: "127.0.0.1:$admin"
+admin:
+  metricsPublic: true   # the scripts read /metrics with curl, without the admin token
 log:
   level: warn
 delivery:
