@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,10 +25,11 @@ type claimed struct {
 }
 
 // Run delivers until ctx ends: it claims due deliveries (a new one at once,
-// retries within PollInterval), runs value-log GC and the expiry sweep. After
-// ctx ends it claims nothing more and waits for in-flight attempts up to
-// ShutdownGrace; attempts still running then are cancelled and their leases
-// return to ready. It does not close the database.
+// retries within PollInterval), runs value-log GC and the expiry sweep, and
+// commits again the outcomes whose commit failed. After ctx ends it claims
+// nothing more and waits for in-flight attempts up to ShutdownGrace;
+// attempts still running then are cancelled and their leases return to
+// ready. It does not close the database.
 func (q *Queue) Run(ctx context.Context) error {
 	if !q.running.CompareAndSwap(false, true) {
 		return errors.New("queue: already running")
@@ -36,6 +39,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	defer cancelAttempts()
 	var attempts, loops sync.WaitGroup
 	loops.Go(func() { q.every(ctx, q.opts.GCInterval, q.collectGarbage) })
+	loops.Go(func() { q.every(ctx, q.opts.PollInterval, q.settleParked) })
 	loops.Go(func() {
 		q.every(ctx, q.opts.SweepInterval, func() {
 			if _, err := q.sweep(q.opts.Now()); err != nil {
@@ -215,23 +219,29 @@ func (q *Queue) attempt(ctx context.Context, c claimed) {
 	if !ok {
 		log.Info("hook is gone; delivery dropped")
 		q.m.attempts.WithLabelValues("dropped").Inc()
-		q.settle(c, func(txn *badger.Txn, rec *record) (string, error) {
+		drop := func(txn *badger.Txn, rec *record) (string, error) {
 			return "", deleteDelivery(txn, c.id, *rec)
-		})
+		}
+		if _, err := q.settle(c, drop); err != nil {
+			log.Error("drop delivery; will try again", "err", err)
+			q.park(c, drop)
+		}
 		return
 	}
-	var body []byte
-	err := q.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(keyBody(c.id))
-		if err != nil {
-			return err
-		}
-		body, err = item.ValueCopy(nil)
-		return err
-	})
+	body, err := q.readBody(c.id)
 	if err != nil {
-		log.Error("read delivery body; returned to ready", "err", err)
-		q.putBack(c)
+		// Nothing was sent. It counts as a failed attempt, with the reason
+		// in the attempt log, so the delivery is retried after a backoff
+		// and ends dead like any other; a body that is gone for good ends
+		// it at once.
+		out := outRetry
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			out = outFinal
+		}
+		now := q.opts.Now()
+		log.Error("read stored delivery", "err", err)
+		q.m.attempts.WithLabelValues(out.String()).Inc()
+		q.conclude(log, c, webhook.Attempt{At: now, Error: "stored delivery could not be read: " + err.Error()}, out, 0, now)
 		return
 	}
 	start := q.opts.Now()
@@ -250,6 +260,45 @@ func (q *Queue) attempt(ctx context.Context, c claimed) {
 	q.m.attempts.WithLabelValues(out.String()).Inc()
 	q.m.latency.Observe(res.Duration.Seconds())
 
+	entry := webhook.Attempt{At: start, Status: res.Status, Duration: res.Duration.Milliseconds(), Response: res.Response}
+	if res.Err != nil {
+		entry.Error = res.Err.Error()
+	} else if out != outSuccess {
+		entry.Error = fmt.Sprintf("HTTP %d %s", res.Status, http.StatusText(res.Status))
+	}
+	q.conclude(log, c, entry, out, wait, end)
+}
+
+// readBody reads c's stored envelope.
+func (q *Queue) readBody(id string) ([]byte, error) {
+	var body []byte
+	err := q.db.View(func(txn *badger.Txn) error {
+		if err := q.inject("body"); err != nil {
+			return err
+		}
+		item, err := txn.Get(keyBody(id))
+		if err != nil {
+			return err
+		}
+		body, err = item.ValueCopy(nil)
+		return err
+	})
+	return body, err
+}
+
+// settlement is what one attempt leaves: the update of its delivery (for
+// settle) and, for the log, when it is tried again (0: not) and how many
+// attempts it has failed.
+type settlement struct {
+	update func(txn *badger.Txn, rec *record) (string, error)
+	due    int64
+	failed int
+}
+
+// settlementOf logs entry in c's attempt log and moves c on by out: delivered,
+// due again after a backoff (wait, when the receiver asked for one), or dead
+// when it is out of attempts or failed for good.
+func (q *Queue) settlementOf(c claimed, entry webhook.Attempt, out outcome, wait time.Duration, end time.Time) settlement {
 	failed := c.rec.Attempts + 1
 	var due int64
 	if out == outRetry && failed < q.opts.MaxAttempts {
@@ -257,13 +306,7 @@ func (q *Queue) attempt(ctx context.Context, c claimed) {
 		due = nextDue(failed, end, q.opts.BackoffBase, q.opts.BackoffCap, q.rnd, wait).UnixMilli()
 		q.mu.Unlock()
 	}
-	entry := webhook.Attempt{At: start, Status: res.Status, Duration: res.Duration.Milliseconds(), Response: res.Response}
-	if res.Err != nil {
-		entry.Error = res.Err.Error()
-	} else if out != outSuccess {
-		entry.Error = fmt.Sprintf("HTTP %d %s", res.Status, http.StatusText(res.Status))
-	}
-	state := q.settle(c, func(txn *badger.Txn, rec *record) (string, error) {
+	update := func(txn *badger.Txn, rec *record) (string, error) {
 		rec.Logged++
 		enc, err := json.Marshal(entry)
 		if err != nil {
@@ -288,18 +331,42 @@ func (q *Queue) attempt(ctx context.Context, c claimed) {
 			rec.Attempts = failed
 			return webhook.StateDead, retire(txn, c.id, rec, webhook.StateDead, expiresAt(end, q.opts.DeadLetterTTL))
 		}
-	})
-	attrs := []any{"status", res.Status, "outcome", out.String()}
-	if res.Err != nil {
-		attrs = append(attrs, "err", res.Err.Error())
+	}
+	return settlement{update: update, due: due, failed: failed}
+}
+
+// conclude records the outcome of an attempt of c. When that commit fails,
+// it records a failed attempt instead, with the reason in the attempt log
+// (a success is then sent again: at least once), so the delivery is retried
+// after a backoff or ends dead rather than staying leased; when that fails
+// too, Run tries it again until the store takes it.
+func (q *Queue) conclude(log *slog.Logger, c claimed, entry webhook.Attempt, out outcome, wait time.Duration, end time.Time) {
+	st := q.settlementOf(c, entry, out, wait, end)
+	state, err := q.settle(c, st.update)
+	if err != nil {
+		log.Error("record delivery outcome; recording a failed attempt instead", "err", err)
+		if out == outSuccess {
+			out = outRetry
+		}
+		entry.Error = strings.TrimPrefix(entry.Error+"; ", "; ") + "outcome not recorded: " + err.Error()
+		st = q.settlementOf(c, entry, out, 0, end)
+		if state, err = q.settle(c, st.update); err != nil {
+			log.Error("record delivery outcome; will try again", "err", err)
+			q.park(c, st.update)
+			return
+		}
+	}
+	attrs := []any{"status", entry.Status, "outcome", out.String()}
+	if entry.Error != "" {
+		attrs = append(attrs, "err", entry.Error)
 	}
 	switch state {
 	case webhook.StateDelivered:
 		log.Debug("delivered", attrs...)
 	case webhook.StateReady:
-		log.Info("attempt failed; will retry", append(attrs, "attempt", failed, "next", time.UnixMilli(due))...)
+		log.Info("attempt failed; will retry", append(attrs, "attempt", st.failed, "next", time.UnixMilli(st.due))...)
 	case webhook.StateDead:
-		log.Warn("delivery failed; kept as dead letter", append(attrs, "attempts", failed)...)
+		log.Warn("delivery failed; kept as dead letter", append(attrs, "attempts", st.failed)...)
 	}
 }
 
@@ -307,8 +374,9 @@ func (q *Queue) attempt(ctx context.Context, c claimed) {
 // settle then writes, unless fn returned state "") and says the state it
 // leaves. If the lease is gone (the hook's deliveries were cancelled) nothing
 // is written: the outcome must not resurrect the delivery. Returns the state,
-// "" when nothing is left.
-func (q *Queue) settle(c claimed, fn func(txn *badger.Txn, rec *record) (string, error)) string {
+// "" when nothing is left; on an error nothing was written and the lease
+// stays.
+func (q *Queue) settle(c claimed, fn func(txn *badger.Txn, rec *record) (string, error)) (string, error) {
 	var (
 		state string
 		held  bool
@@ -316,6 +384,9 @@ func (q *Queue) settle(c claimed, fn func(txn *badger.Txn, rec *record) (string,
 	)
 	err := q.update(func(txn *badger.Txn) error {
 		state, held = "", false
+		if err := q.inject("settle"); err != nil {
+			return err
+		}
 		if _, err := txn.Get(keyLease(c.id)); errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
 		} else if err != nil {
@@ -341,12 +412,10 @@ func (q *Queue) settle(c claimed, fn func(txn *badger.Txn, rec *record) (string,
 		return putRecord(txn, c.id, rec)
 	})
 	if err != nil {
-		// The lease stays; the delivery is retried after the next restart.
-		q.opts.Logger.Error("record delivery outcome", "delivery", c.id, "err", err)
-		return ""
+		return "", fmt.Errorf("settle delivery: %w", err)
 	}
 	if !held {
-		return ""
+		return "", nil
 	}
 	q.leased.Add(-1)
 	switch state {
@@ -358,14 +427,81 @@ func (q *Queue) settle(c claimed, fn func(txn *badger.Txn, rec *record) (string,
 	case webhook.StateDead:
 		q.dead.Add(1)
 	}
-	return state
+	return state, nil
 }
 
-// putBack returns c's lease to ready at its old due time, uncounted.
+// putBack returns c's lease to ready at its old due time, uncounted (an
+// attempt cut short by shutdown). If that fails, Open returns the lease at
+// the next start.
 func (q *Queue) putBack(c claimed) {
-	q.settle(c, func(txn *badger.Txn, rec *record) (string, error) {
+	_, err := q.settle(c, func(txn *badger.Txn, rec *record) (string, error) {
 		return webhook.StateReady, txn.Set(keyReady(rec.Hook, rec.Due, c.id), nil)
 	})
+	if err != nil {
+		q.opts.Logger.Error("return delivery to ready; it returns at the next start", "delivery", c.id, "err", err)
+	}
+}
+
+// inject returns the error the fault seam injects for op, if any.
+func (q *Queue) inject(op string) error {
+	if q.fault == nil {
+		return nil
+	}
+	return q.fault(op)
+}
+
+// parkedOutcomes are settlements whose commit failed: their deliveries stay
+// leased (and counted as leased) until Run commits them.
+type parkedOutcomes struct {
+	mu    sync.Mutex
+	items map[string]*parkedOutcome // by delivery id
+}
+
+type parkedOutcome struct {
+	c      claimed
+	update func(txn *badger.Txn, rec *record) (string, error)
+	tries  int
+	next   time.Time // wall clock
+}
+
+// park keeps update to be committed by Run.
+func (q *Queue) park(c claimed, update func(txn *badger.Txn, rec *record) (string, error)) {
+	q.parked.mu.Lock()
+	defer q.parked.mu.Unlock()
+	if q.parked.items == nil {
+		q.parked.items = map[string]*parkedOutcome{}
+	}
+	q.parked.items[c.id] = &parkedOutcome{c: c, update: update, next: time.Now().Add(q.opts.PollInterval)}
+}
+
+// settleParked tries again the parked settlements that are due, each after
+// a wait that doubles from PollInterval up to a minute.
+func (q *Queue) settleParked() {
+	now := time.Now()
+	q.parked.mu.Lock()
+	var due []*parkedOutcome
+	for _, p := range q.parked.items {
+		if !p.next.After(now) {
+			due = append(due, p)
+		}
+	}
+	q.parked.mu.Unlock()
+	for _, p := range due {
+		state, err := q.settle(p.c, p.update)
+		q.parked.mu.Lock()
+		if err != nil {
+			p.tries++
+			p.next = now.Add(min(q.opts.PollInterval<<min(p.tries, 16), time.Minute))
+		} else {
+			delete(q.parked.items, p.c.id)
+		}
+		q.parked.mu.Unlock()
+		if err != nil {
+			q.opts.Logger.Error("record delivery outcome; will try again", "delivery", p.c.id, "tries", p.tries, "err", err)
+		} else {
+			q.opts.Logger.Info("recorded delivery outcome after retrying", "delivery", p.c.id, "state", state)
+		}
+	}
 }
 
 // retire makes rec delivered or dead until expiry.

@@ -55,6 +55,9 @@ type Queue struct {
 	gcRuns              atomic.Int64 // value-log GC rounds, for tests
 
 	beforeWrite func() // test seam: runs before each enqueue write (a stalled disk)
+
+	fault  func(op string) error // test seam: an injected store error for op (see inject)
+	parked parkedOutcomes        // outcomes whose commit failed, retried by Run
 }
 
 // record is a delivery record (q/d/<id>).

@@ -61,7 +61,7 @@ const (
 // Attempt is one recorded delivery attempt.
 type Attempt struct {
 	At       time.Time `json:"at"`
-	Status   int       `json:"status"`             // HTTP status; 1 for a network error or timeout
+	Status   int       `json:"status"`             // HTTP status; 1 for a network error or timeout; 0 when nothing could be sent
 	Duration int64     `json:"durationMs"`         // milliseconds
 	Error    string    `json:"error,omitempty"`    // why it failed, if it did
 	Response string    `json:"response,omitempty"` // first 4 KiB of the response body
