@@ -261,8 +261,10 @@ func (s *Server) handlerWait() time.Duration {
 // in-flight requests and WebSockets get cfg.ShutdownGrace to finish (then
 // their connections are closed), the queue stops claiming and lets in-flight
 // attempts finish within the same grace (else their leases return), the admin
-// listener closes, and the store is closed last. It returns nil after a clean
-// shutdown, or the first error that stopped a part.
+// listener closes, and the store is closed last, after the handlers that may
+// still touch it returned (at most handlerWait) and with the admin operator
+// routes answering 503. It returns nil after a clean shutdown, or the first
+// error that stopped a part.
 func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("proxy listening", "addr", s.mainLn.Addr().String(), "upstream", s.upstream.Redacted())
 	s.log.Info("admin listening", "addr", s.adminLn.Addr().String())
