@@ -313,8 +313,56 @@ func (s *Server) apiNotesCreate(r *request) reply {
 	return s.createNote(r)
 }
 
+// errCannotScheduleToPast is notes/create's answer to a scheduledAt in the past.
+var errCannotScheduleToPast = apiErr("CANNOT_SCHEDULE_TO_PAST", "Cannot schedule to the past.", "e577d185-8179-4a17-b47f-6093985558e6")
+
+// repeatWindow is how long Ocean answers a repeated notes/create with the
+// earlier note (ocean.NoteCreateRepeatWindow).
+const repeatWindow = ocean.NoteCreateRepeatWindow
+
+// created is a note Ocean remembers under a notes/create request.
+type created struct {
+	noteID string
+	at     time.Time
+}
+
+// repeatKey is what Ocean keys a notes/create by: the user and the request's
+// parameters (without the credential).
+func repeatKey(userID string, params map[string]any) string {
+	b, _ := json.Marshal(params) // maps marshal with sorted keys
+	return userID + " " + string(b)
+}
+
 func (s *Server) createNote(r *request) reply {
 	st, me, p := s.st, r.caller, r.params
+	noCreatedNote, _ := p["noCreatedNote"].(bool)
+	key := repeatKey(me.id, p)
+	if c, has := st.repeats[key]; has && s.now().Sub(c.at) < repeatWindow {
+		if n := st.notes[c.noteID]; n != nil {
+			// The same request again within the window: the earlier note,
+			// packed afresh; nothing is created.
+			if noCreatedNote {
+				return noContent()
+			}
+			o := newObject()
+			o.set("createdNote", st.pack(n, me, packOpts{detail: true}, 0))
+			return ok(o)
+		}
+	}
+	if at, has := p["scheduledAt"]; has && at != nil {
+		ms, isNum := at.(float64)
+		if !isNum || ms != float64(int64(ms)) {
+			return fail(ocean.ErrInvalidParam)
+		}
+		if ms != 0 {
+			if time.UnixMilli(int64(ms)).Truncate(time.Second).Before(s.now()) {
+				return fail(errCannotScheduleToPast)
+			}
+			// A scheduled note: Ocean's queue posts it later (the fake
+			// never does); the answer shows nothing.
+			return noContent()
+		}
+	}
 	text, badText := optString(p, "text")
 	cw, badCW := optString(p, "cw")
 	acceptance, badAcc := optString(p, "reactionAcceptance")
@@ -412,6 +460,10 @@ func (s *Server) createNote(r *request) reply {
 	if renote != nil {
 		renote.renoteCount++
 	}
+	st.repeats[key] = created{noteID: n.id, at: now}
+	if noCreatedNote {
+		return noContent()
+	}
 	o := newObject()
 	o.set("createdNote", st.pack(n, me, packOpts{detail: true}, 0))
 	return ok(o)
@@ -428,6 +480,19 @@ func optString(p map[string]any, key string) (v *string, bad bool) {
 		return nil, true
 	}
 	return &s, false
+}
+
+// NoteAs returns the note noteID packed as Ocean packs a `mention` body's
+// note for userID (detail, hidden where userID may not see it, no pair
+// cache), or nil when either is unknown.
+func (s *Server) NoteAs(noteID, userID string) []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, u := s.st.notes[noteID], s.st.users[userID]
+	if n == nil || u == nil {
+		return nil
+	}
+	return encode(s.st.pack(n, u, packOpts{detail: true}, 0))
 }
 
 func (s *Server) apiNotesShow(r *request) reply {

@@ -79,6 +79,10 @@ const (
 //     answered with the captured createdNote byte for byte (and stored);
 //     any other is created (aidx id from the clock, mentions of local
 //     @users, the replied-to user and addressees, nested reply/renote).
+//     As Ocean: the same parameters from the same user within 60 s are
+//     answered with the earlier note, creating nothing; scheduledAt
+//     answers 204 and posts nothing (Ocean's queue would, later);
+//     noCreatedNote creates the note and answers 204.
 //   - notes/show {noteId}: the note as the caller sees it (hidden when not
 //     visible), with reactionAndUserPairCache as Ocean's notes/show has it.
 //   - notes/reactions/create {noteId, reaction}: 204, counted on the note.

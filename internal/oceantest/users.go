@@ -91,6 +91,7 @@ type state struct {
 	requests map[edge]followInfo  // requester → followee
 	blocks   map[edge]bool        // blocker → blockee
 	notes    map[string]*note
+	repeats  map[string]created // notes/create request → the note it made
 	seq      int
 	now      func() time.Time
 }
@@ -99,7 +100,7 @@ type state struct {
 func newState(templates map[string]*userTemplate, now func() time.Time) *state {
 	st := &state{now: now, users: map[string]*user{}, byToken: map[string]*user{}, apps: map[string]*appToken{},
 		follows: map[edge]followInfo{}, requests: map[edge]followInfo{},
-		blocks: map[edge]bool{}, notes: map[string]*note{}}
+		blocks: map[edge]bool{}, notes: map[string]*note{}, repeats: map[string]created{}}
 	for _, t := range templates {
 		u := &user{userTemplate: t}
 		st.users[u.id] = u
