@@ -1,0 +1,387 @@
+package stream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// Sink takes the events the stream carries: it is told every event once per
+// message, in the order of the messages.
+type Sink interface {
+	Stream(ctx context.Context, events []webhook.Event) error
+}
+
+// Reactions builds the body of a `reaction` event the stream announced; the
+// message names the note and the reactor, the body needs both as Ocean
+// would show them. ok is false when the event must not be sent (the note is
+// no longer there, its author is not local).
+type Reactions interface {
+	ReactionBody(ctx context.Context, noteID, reactorID, reaction string) (body []byte, ok bool, err error)
+}
+
+// Defaults of Options.
+const (
+	DefaultPingInterval = 5 * time.Second
+	DefaultMinBackoff   = 500 * time.Millisecond
+	DefaultMaxBackoff   = 30 * time.Second
+	DefaultBuffer       = 4096
+	reactionWorkers     = 4
+	reactionReadTimeout = 10 * time.Second
+)
+
+// Options configure a Subscriber.
+type Options struct {
+	// URL is the Redis Ocean publishes on: redis://[user:password@]host:port/db
+	// or rediss:// for TLS.
+	URL string
+	// Password and DB override the URL's when set.
+	Password string
+	DB       int
+	// TLS forces TLS on a redis:// URL. InsecureSkipVerify is never set.
+	TLS bool
+	// Channel is the pub/sub channel: Ocean's config.host (its URL's host with
+	// the port).
+	Channel string
+	// PingInterval is how often a quiet subscription is checked; a connection
+	// that does not answer within it is counted as down. Default
+	// DefaultPingInterval.
+	PingInterval time.Duration
+	// MinBackoff and MaxBackoff bound the wait between reconnects (doubling,
+	// with jitter).
+	MinBackoff, MaxBackoff time.Duration
+	// Buffer is how many derived events may wait for the Sink before the
+	// subscriber stops reading (Redis then buffers for us). Default
+	// DefaultBuffer.
+	Buffer int
+	// Now is the clock. Default time.Now.
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Health is the subscription's state.
+type Health struct {
+	Connected bool
+	// Since is when the subscription last came up (Connected) or went down.
+	Since time.Time
+	// LastError is why it went down, without credentials; "" when up.
+	LastError string
+}
+
+// Subscriber keeps a subscription to Ocean's channel and feeds the Sink.
+type Subscriber struct {
+	opts   Options
+	client *redis.Client
+	subs   Subscriptions
+	sink   Sink
+	react  Reactions
+	m      *metrics
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	health  Health
+	changed bool // health was set by a connection attempt, not by New
+	// onHealth is told of every state change (the confirm step).
+	onHealth []func(Health)
+}
+
+// New prepares a Subscriber; Run connects.
+func New(opts Options, subs Subscriptions, sink Sink, react Reactions) (*Subscriber, error) {
+	if subs == nil || sink == nil {
+		return nil, errors.New("stream: nil hook index or sink")
+	}
+	if opts.Channel == "" {
+		return nil, errors.New("stream: no channel")
+	}
+	ro, err := redis.ParseURL(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("stream: redis URL: %w", redactURLError(err))
+	}
+	if opts.Password != "" {
+		ro.Password = opts.Password
+	}
+	if opts.DB != 0 {
+		ro.DB = opts.DB
+	}
+	if opts.TLS && ro.TLSConfig == nil {
+		host, _, _ := net.SplitHostPort(ro.Addr)
+		ro.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+	}
+	// Only SUBSCRIBE and PING are needed (and allowed by the ACL the README
+	// gives): no RESP3 handshake, no client name.
+	ro.Protocol = 2
+	ro.DisableIdentity = true
+	ro.MaxRetries = -1
+	ro.PoolSize = 1
+	if opts.PingInterval <= 0 {
+		opts.PingInterval = DefaultPingInterval
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = DefaultMinBackoff
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = max(DefaultMaxBackoff, opts.MinBackoff)
+	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = DefaultBuffer
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	ro.DialTimeout = opts.PingInterval
+	ro.ReadTimeout = -1 // the subscription's reads are bounded by ReceiveTimeout
+	ro.WriteTimeout = opts.PingInterval
+	s := &Subscriber{opts: opts, client: redis.NewClient(ro), subs: subs, sink: sink, react: react,
+		log: opts.Logger, health: Health{Since: opts.Now(), LastError: "not connected yet"}}
+	s.m = newMetrics()
+	if opts.Registerer != nil {
+		if err := s.m.register(opts.Registerer, s); err != nil {
+			return nil, fmt.Errorf("stream: metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// OnHealth registers f to be told of every change of the subscription's
+// state, in order. Call it before Run.
+func (s *Subscriber) OnHealth(f func(Health)) {
+	s.mu.Lock()
+	s.onHealth = append(s.onHealth, f)
+	s.mu.Unlock()
+}
+
+// Health is the subscription's state now.
+func (s *Subscriber) Health() Health {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.health
+}
+
+func (s *Subscriber) setHealth(up bool, err error) {
+	s.mu.Lock()
+	if s.changed && s.health.Connected == up {
+		s.mu.Unlock()
+		return
+	}
+	s.changed = true
+	h := Health{Connected: up, Since: s.opts.Now()}
+	if !up {
+		h.LastError = "unknown"
+		if err != nil {
+			h.LastError = redactURLError(err).Error()
+		}
+	}
+	s.health = h
+	fs := s.onHealth
+	s.mu.Unlock()
+	if up {
+		s.m.connected.Set(1)
+		s.log.Info("event stream connected", "channel", s.opts.Channel)
+	} else {
+		s.m.connected.Set(0)
+		s.log.Warn("event stream down; the API tap alone covers local calls until it is back",
+			"channel", s.opts.Channel, "err", h.LastError)
+	}
+	for _, f := range fs {
+		f(h)
+	}
+}
+
+// Run subscribes and feeds the Sink until ctx ends, reconnecting with
+// backoff whenever the connection is lost. It returns nil after ctx ends and
+// everything read has been handed to the Sink.
+func (s *Subscriber) Run(ctx context.Context) error {
+	defer s.client.Close()
+	events := make(chan webhook.Event, s.opts.Buffer)
+	reacted := make(chan Reacted, s.opts.Buffer)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.feed(ctx, events)
+	}()
+	for range reactionWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range reacted {
+				s.complete(ctx, r)
+			}
+		}()
+	}
+	s.receive(ctx, events, reacted)
+	close(events)
+	close(reacted)
+	wg.Wait()
+	s.mu.Lock()
+	s.health = Health{Since: s.opts.Now(), LastError: "stopped"}
+	s.mu.Unlock()
+	s.m.connected.Set(0)
+	s.log.Info("event stream closed", "channel", s.opts.Channel)
+	return nil
+}
+
+// receive reads messages until ctx ends.
+func (s *Subscriber) receive(ctx context.Context, events chan<- webhook.Event, reacted chan<- Reacted) {
+	ps := s.client.Subscribe(ctx, s.opts.Channel)
+	defer ps.Close()
+	backoff := s.opts.MinBackoff
+	pinged := false
+	for ctx.Err() == nil {
+		msg, err := ps.ReceiveTimeout(ctx, s.opts.PingInterval)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !pinged && s.Health().Connected {
+				// Quiet: ask the server whether the connection still works.
+				if perr := ps.Ping(ctx); perr == nil {
+					pinged = true
+					continue
+				}
+			}
+			pinged = false
+			s.setHealth(false, err)
+			s.m.reconnects.Inc()
+			if !sleep(ctx, jitter(backoff)) {
+				return
+			}
+			backoff = min(2*backoff, s.opts.MaxBackoff)
+			// The next ReceiveTimeout reconnects and subscribes again.
+			continue
+		}
+		pinged = false
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" && m.Channel == s.opts.Channel {
+				backoff = s.opts.MinBackoff
+				s.setHealth(true, nil)
+			}
+		case *redis.Pong:
+		case *redis.Message:
+			s.handle(m.Payload, events, reacted)
+		}
+	}
+}
+
+// handle decodes one message and passes on what it gave. The message itself
+// is never logged: the channel carries tokens and secrets.
+func (s *Subscriber) handle(raw string, events chan<- webhook.Event, reacted chan<- Reacted) {
+	d := Decode(raw, s.subs)
+	s.m.messages.WithLabelValues(string(d.Outcome)).Inc()
+	switch {
+	case d.Outcome == Malformed:
+		s.log.Warn("event stream message of unknown shape ignored", "reason", d.Reason, "bytes", len(raw))
+	case d.Outcome != Derived:
+	case d.Reacted != nil:
+		if s.react != nil {
+			reacted <- *d.Reacted
+		}
+	default:
+		events <- d.Event
+	}
+}
+
+// feed hands events to the Sink, every event waiting at once in one call.
+func (s *Subscriber) feed(ctx context.Context, events <-chan webhook.Event) {
+	batch := make([]webhook.Event, 0, 64)
+	for ev := range events {
+		batch = append(batch[:0], ev)
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					break more
+				}
+				batch = append(batch, ev)
+			default:
+				break more
+			}
+		}
+		s.deliver(ctx, batch)
+	}
+}
+
+// deliver gives batch to the Sink, retrying while it fails: an event the
+// stream carried is gone from Redis once read, so it is not dropped for a
+// passing store error. After ctx ends it tries once more, then counts the
+// batch as lost.
+func (s *Subscriber) deliver(ctx context.Context, batch []webhook.Event) {
+	wait := s.opts.MinBackoff
+	for {
+		err := s.sink.Stream(context.WithoutCancel(ctx), batch)
+		if err == nil {
+			for _, ev := range batch {
+				s.m.events.WithLabelValues(ev.Type).Inc()
+			}
+			return
+		}
+		s.m.sinkFailures.Inc()
+		if ctx.Err() != nil {
+			s.m.lost.Add(float64(len(batch)))
+			s.log.Error("events from the stream lost: the store failed at shutdown", "events", len(batch), "err", err)
+			return
+		}
+		s.log.Error("storing events from the stream failed; retrying", "events", len(batch), "err", err)
+		sleep(ctx, jitter(wait))
+		wait = min(2*wait, s.opts.MaxBackoff)
+	}
+}
+
+// complete reads what a reaction event needs and hands it to the Sink.
+func (s *Subscriber) complete(ctx context.Context, r Reacted) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reactionReadTimeout)
+	defer cancel()
+	body, ok, err := s.react.ReactionBody(rctx, r.NoteID, r.ReactorID, r.Reaction)
+	if err != nil {
+		s.m.skipped.Inc()
+		s.log.Warn("reaction from the stream skipped: reading the note or the reactor failed", "err", err)
+		return
+	}
+	if !ok {
+		return
+	}
+	s.deliver(ctx, []webhook.Event{{Type: webhook.Reaction, UserID: r.AuthorID, Body: body}})
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still alive.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// jitter is d plus up to 20 %.
+func jitter(d time.Duration) time.Duration {
+	return d + time.Duration(rand.Int64N(int64(d)/5+1))
+}
+
+// redactURLError keeps a Redis URL's password out of an error's text.
+func redactURLError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return errors.New(redactPasswords(err.Error()))
+}

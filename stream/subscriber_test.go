@@ -1,0 +1,238 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oceanhooks/oceanhooks/internal/redistest"
+	"github.com/oceanhooks/oceanhooks/internal/testlog"
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// channel is Ocean's config.host in the capture.
+const channel = "127.0.0.1:61812"
+
+// recorder is a Sink that keeps what it is given; fail makes it refuse.
+type recorder struct {
+	mu     sync.Mutex
+	events []webhook.Event
+	fail   int // refuse this many calls first
+}
+
+func (r *recorder) Stream(_ context.Context, evs []webhook.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail > 0 {
+		r.fail--
+		return errors.New("disk on fire")
+	}
+	r.events = append(r.events, evs...)
+	return nil
+}
+
+func (r *recorder) got() []webhook.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]webhook.Event(nil), r.events...)
+}
+
+// reactions answers ReactionBody from a table.
+type reactions struct{ err error }
+
+func (f reactions) ReactionBody(_ context.Context, noteID, reactorID, reaction string) ([]byte, bool, error) {
+	if f.err != nil {
+		return nil, false, f.err
+	}
+	return []byte(`{"note":{"id":"` + noteID + `"},"reaction":"` + reaction + `","user":{"id":"` + reactorID + `"}}`), true, nil
+}
+
+type harness struct {
+	sub  *Subscriber
+	sink *recorder
+	reg  *prometheus.Registry
+	logs *testlog.Buffer
+}
+
+func startSubscriber(t *testing.T, opts Options, subs Subscriptions) *harness {
+	t.Helper()
+	h := &harness{sink: &recorder{}, reg: prometheus.NewRegistry(), logs: &testlog.Buffer{}}
+	opts.Registerer = h.reg
+	opts.Logger = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if opts.Channel == "" {
+		opts.Channel = channel
+	}
+	if opts.PingInterval == 0 {
+		opts.PingInterval = 200 * time.Millisecond
+	}
+	opts.MinBackoff, opts.MaxBackoff = 20*time.Millisecond, 100*time.Millisecond
+	sub, err := New(opts, subs, h.sink, reactions{})
+	require.NoError(t, err)
+	h.sub = sub
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	return h
+}
+
+func (h *harness) waitConnected(t *testing.T) {
+	t.Helper()
+	require.Eventually(t, func() bool { return h.sub.Health().Connected }, 10*time.Second, 5*time.Millisecond)
+}
+
+// TestSubscriberReplaysTheCapture publishes every captured message on a real
+// Redis: what reaches the Sink are Ocean's native deliveries, bodies byte for
+// byte, plus the reaction Ocean does not send.
+func TestSubscriberReplaysTheCapture(t *testing.T) {
+	rs := redistest.Start(t)
+	h := startSubscriber(t, Options{URL: rs.URL()}, everyone{})
+	h.waitConnected(t)
+
+	var want []string
+	total := 0
+	for _, s := range loadScenarios(t) {
+		for _, raw := range s.Messages {
+			n, err := rs.Publish(channel, raw)
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			total++
+		}
+		for _, e := range s.Native {
+			want = append(want, eventKey(e))
+		}
+	}
+	want = append(want, "reaction|au24s4u0a28b0004|"+`{"note":{"id":"au24shsea28b000d"},"reaction":"👍","user":{"id":"au24s4z7a28b0005"}}`)
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(h.sub.m.messages.WithLabelValues(string(Ignored)))+
+			testutil.ToFloat64(h.sub.m.messages.WithLabelValues(string(Derived))) == float64(total)
+	}, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return len(h.sink.got()) >= len(want) }, 10*time.Second, 5*time.Millisecond)
+
+	seen := map[string]bool{}
+	var got []string
+	for _, e := range h.sink.got() {
+		k := eventKey(e)
+		if !seen[k] { // a note published twice is folded by the confirm step
+			seen[k] = true
+			got = append(got, k)
+		}
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	assert.Equal(t, want, got)
+}
+
+// TestSubscriberSurvivesOutages: unreachable at start, up, killed, back: the
+// subscriber keeps trying, reports each state once in the log, counts the
+// reconnects, and takes events again after each return.
+func TestSubscriberSurvivesOutages(t *testing.T) {
+	port := redistest.FreePort(t)
+	h := startSubscriber(t, Options{URL: "redis://127.0.0.1:" + itoa(port)}, everyone{})
+	require.Eventually(t, func() bool { return testutil.ToFloat64(h.sub.m.reconnects) >= 2 }, 10*time.Second, 5*time.Millisecond)
+	assert.False(t, h.sub.Health().Connected)
+	assert.NotEmpty(t, h.sub.Health().LastError)
+
+	rs := redistest.StartOn(t, port)
+	h.waitConnected(t)
+	mention := `{"channel":"mainStream:u1","message":{"type":"mention","body":{"id":"n1"}}}`
+	_, err := rs.Publish(channel, mention)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(h.sink.got()) == 1 }, 10*time.Second, 5*time.Millisecond)
+
+	rs.Stop()
+	require.Eventually(t, func() bool { return !h.sub.Health().Connected }, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, 0.0, testutil.ToFloat64(h.sub.m.connected))
+
+	rs = redistest.StartOn(t, port)
+	h.waitConnected(t)
+	_, err = rs.Publish(channel, mention)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(h.sink.got()) == 2 }, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, 1.0, testutil.ToFloat64(h.sub.m.connected))
+	logs := h.logs.String()
+	assert.Equal(t, 2, countOf(logs, "event stream connected"))
+	assert.Equal(t, 2, countOf(logs, "event stream down"), "one line per state change, not per retry")
+}
+
+// TestSubscriberWrongPassword: a refused login is an outage with a reason that
+// does not quote the password.
+func TestSubscriberWrongPassword(t *testing.T) {
+	rs := redistest.Start(t, redistest.WithPassword("right-pass"))
+	h := startSubscriber(t, Options{URL: "redis://:wrong-pass@" + rs.Addr}, everyone{})
+	require.Eventually(t, func() bool { return testutil.ToFloat64(h.sub.m.reconnects) >= 1 }, 10*time.Second, 5*time.Millisecond)
+	hl := h.sub.Health()
+	assert.False(t, hl.Connected)
+	assert.NotContains(t, hl.LastError, "wrong-pass")
+	assert.NotContains(t, h.logs.String(), "wrong-pass")
+
+	h2 := startSubscriber(t, Options{URL: "redis://" + rs.Addr, Password: "right-pass"}, everyone{})
+	h2.waitConnected(t)
+	assert.NotContains(t, h2.logs.String(), "right-pass")
+}
+
+// TestSubscriberWithTheReadmeACL: the ACL the README gives (SUBSCRIBE on the
+// one channel, PING) is all the subscriber needs.
+func TestSubscriberWithTheReadmeACL(t *testing.T) {
+	rs := redistest.Start(t, redistest.WithConfig("user oceanhooks on >s3cret resetchannels &"+channel+" -@all +subscribe +ping"))
+	h := startSubscriber(t, Options{URL: "redis://oceanhooks:s3cret@" + rs.Addr}, everyone{})
+	h.waitConnected(t)
+	_, err := rs.Publish(channel, `{"channel":"mainStream:u1","message":{"type":"follow","body":{"id":"u2"}}}`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(h.sink.got()) == 1 }, 10*time.Second, 5*time.Millisecond)
+	assert.JSONEq(t, `{"user":{"id":"u2"}}`, string(h.sink.got()[0].Body))
+}
+
+// TestSubscriberNeverLogsMessages: secrets on the channel never reach the
+// log, whatever the message's shape; a message of unknown shape is counted.
+func TestSubscriberNeverLogsMessages(t *testing.T) {
+	rs := redistest.Start(t)
+	h := startSubscriber(t, Options{URL: rs.URL()}, everyone{})
+	h.waitConnected(t)
+	for _, raw := range []string{
+		`{"channel":"internal","message":{"type":"userTokenRegenerated","body":{"id":"u1","token":"SECRET-TOKEN"}}}`,
+		`{"channel":"internal","message":{"type":"webhookCreated","body":{"secret":"SECRET-HOOK"}}}`,
+		`{"channel":"mainStream:u1","message":{"type":"mention","body":"SECRET-BODY"}}`,
+		`SECRET-NOT-JSON`,
+	} {
+		_, err := rs.Publish(channel, raw)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(h.sub.m.messages.WithLabelValues(string(Malformed))) == 2
+	}, 10*time.Second, 5*time.Millisecond)
+	assert.NotContains(t, h.logs.String(), "SECRET")
+	assert.Contains(t, h.logs.String(), "unknown shape")
+	assert.Empty(t, h.sink.got())
+}
+
+// TestSubscriberRetriesTheSink: a store that fails for a while loses nothing
+// the stream carried.
+func TestSubscriberRetriesTheSink(t *testing.T) {
+	rs := redistest.Start(t)
+	h := startSubscriber(t, Options{URL: rs.URL()}, everyone{})
+	h.sink.fail = 3
+	h.waitConnected(t)
+	_, err := rs.Publish(channel, `{"channel":"mainStream:u1","message":{"type":"unfollow","body":{"id":"u2"}}}`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(h.sink.got()) == 1 }, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, 3.0, testutil.ToFloat64(h.sub.m.sinkFailures))
+}
+
+func countOf(s, sub string) int { return strings.Count(s, sub) }
+
+func itoa(n int) string { return strconv.Itoa(n) }
