@@ -167,7 +167,7 @@ func TestServeRejectsABadConfigBeforeStarting(t *testing.T) {
 
 func TestServeFlagsBeatEnvAndFile(t *testing.T) {
 	file := writeConfig(t, "upstream: http://file:3000\nlisten: \":4001\"\n")
-	for _, key := range []string{"listen", "upstream", "publicURL", "dataDir", "adminListen", "log.level", "log.format"} {
+	for _, key := range []string{"listen", "upstream", "publicURL", "dataDir", "adminListen", "admin.tokenFile", "log.level", "log.format"} {
 		found := false
 		for _, f := range serveFlags {
 			found = found || f.key == key
@@ -187,8 +187,10 @@ func TestServeFlagsBeatEnvAndFile(t *testing.T) {
 			}
 		}
 	}
-	require.NoError(t, app.Run([]string{"oceanhooks", "serve", "--config", file, "--listen", ":6001", "--public-url", "https://ocean.example"}))
+	require.NoError(t, app.Run([]string{"oceanhooks", "serve", "--config", file, "--listen", ":6001", "--public-url", "https://ocean.example",
+		"--admin-token-file", "/run/secrets/admin"}))
 	assert.Equal(t, ":6001", got.Listen, "flag beats env and file")
+	assert.Equal(t, "/run/secrets/admin", got.Admin.TokenFile)
 	assert.Equal(t, "http://env:3000", got.Upstream, "env beats file")
 	assert.Equal(t, "https://ocean.example", got.PublicURL)
 }
