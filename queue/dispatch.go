@@ -3,15 +3,18 @@ package queue
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	badger "github.com/dgraph-io/badger/v4"
 
@@ -307,18 +310,8 @@ func (q *Queue) settlementOf(c claimed, entry webhook.Attempt, out outcome, wait
 		q.mu.Unlock()
 	}
 	update := func(txn *badger.Txn, rec *record) (string, error) {
-		rec.Logged++
-		enc, err := json.Marshal(entry)
-		if err != nil {
+		if err := appendAttempt(txn, c.id, rec, entry); err != nil {
 			return "", err
-		}
-		if err := txn.Set(keyAttempt(c.id, rec.Logged), enc); err != nil {
-			return "", err
-		}
-		if old := rec.Logged - keepAttempts; old > 0 {
-			if err := txn.Delete(keyAttempt(c.id, old)); err != nil {
-				return "", err
-			}
 		}
 		switch {
 		case out == outSuccess:
@@ -525,13 +518,60 @@ func deleteDelivery(txn *badger.Txn, id string, rec record) error {
 	case webhook.StateDelivered, webhook.StateDead:
 		keys = append(keys, keyExpiry(rec.Expires, id))
 	}
-	for n := max(1, rec.Logged-keepAttempts+1); n <= rec.Logged; n++ {
-		keys = append(keys, keyAttempt(id, n))
-	}
 	for _, k := range keys {
 		if err := txn.Delete(k); err != nil {
 			return err
 		}
 	}
+	return trimAttempts(txn, id, math.MaxInt)
+}
+
+// appendAttempt adds entry to the attempt log of delivery id and drops the
+// entries beyond the latest keepAttempts. The error is cut at errorLogCap
+// bytes, so that every entry is bounded (see List).
+func appendAttempt(txn *badger.Txn, id string, rec *record, entry webhook.Attempt) error {
+	entry.Error = cutUTF8(entry.Error, errorLogCap)
+	enc, err := json.Marshal(entry)
+	if err != nil {
+		return err
+	}
+	rec.Logged++
+	if err := txn.Set(keyAttempt(id, rec.Logged), enc); err != nil {
+		return err
+	}
+	return trimAttempts(txn, id, rec.Logged-keepAttempts+1)
+}
+
+// trimAttempts deletes the attempt log entries of id numbered below from
+// (all of them for math.MaxInt), whatever was kept when they were written.
+func trimAttempts(txn *badger.Txn, id string, from int) error {
+	prefix := attemptPrefix(id)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	var old [][]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		if len(k) == len(prefix)+4 && int64(binary.BigEndian.Uint32(k[len(prefix):])) >= int64(from) {
+			break
+		}
+		old = append(old, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	for _, k := range old {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// cutUTF8 is s cut to at most n bytes, on a character boundary when s is
+// UTF-8 there.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for i := 1; i < utf8.UTFMax && n > 0 && !utf8.RuneStart(s[n]); i++ {
+		n--
+	}
+	return s[:n]
 }

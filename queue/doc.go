@@ -16,7 +16,7 @@
 //	q/r/<hookID>/<due:8><id>    ready index, ordered by due time (big-endian unix ms) within a hook
 //	q/l/<id>                    lease of an in-flight delivery (value: 8-byte lease expiry, then the hook id)
 //	q/x/<expiry:8><id>          expiry index of delivered and dead records (value: 'd' delivered, 'x' dead)
-//	q/a/<id>/<n:4>              attempt log entry n (JSON webhook.Attempt), the last 100 kept
+//	q/a/<id>/<n:4>              attempt log entry n (JSON webhook.Attempt), the last 10 kept
 //
 // The ready index is grouped by hook so that a saturated or hanging hook never
 // has to be scanned past: the scheduler keeps, in memory, only the earliest

@@ -22,8 +22,9 @@ const (
 	expDead      = 'x'
 )
 
-// keepAttempts is how many attempt log entries one delivery keeps.
-const keepAttempts = 100
+// keepAttempts is how many attempt log entries one delivery keeps (the
+// latest; MaxAttempts' default, so a dead letter keeps its whole first run).
+const keepAttempts = 10
 
 func keyRecord(id string) []byte { return []byte(pRecord + id) }
 func keyBody(id string) []byte   { return []byte(pBody + id) }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -18,6 +19,21 @@ import (
 const (
 	DefaultListLimit = 10
 	MaxListLimit     = 100
+)
+
+// Size bounds of one listing. A delivery's own fields (ids in Ocean's
+// formats, an event type, two times) take under maxDeliveryJSON bytes of
+// JSON. Its attempts, at most keepAttempts, are added latest first while all
+// attempts of the answer take at most listAttemptBytes; the rest are counted
+// in omittedAttempts. One attempt takes at most about 28 KiB (a 4 KiB
+// response and a 512-byte error, each byte escaping to at most 6), so one
+// delivery's whole log always fits: a listing of that delivery alone
+// (limit 1, untilId the id listed before it) shows every attempt kept. An
+// answer is thus at most MaxListBytes of JSON.
+const (
+	maxDeliveryJSON  = 1 << 10
+	listAttemptBytes = 1 << 20
+	MaxListBytes     = MaxListLimit*maxDeliveryJSON + listAttemptBytes
 )
 
 // batch is how many deliveries one management transaction touches.
@@ -95,8 +111,9 @@ func (q *Queue) hookIDs(hook, after string, n int) ([]string, error) {
 }
 
 // List returns hookID's deliveries newest first, at most limit (default 10,
-// at most 100) of them older than untilID, each with its attempt log (oldest
-// attempt first). An empty hookID lists every hook's deliveries.
+// at most 100) of them older than untilID, each with its latest attempts
+// (oldest first) as the size bounds above allow. An empty hookID lists every
+// hook's deliveries.
 func (q *Queue) List(ctx context.Context, hookID string, limit int, untilID string) ([]webhook.Delivery, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -113,6 +130,7 @@ func (q *Queue) List(ctx context.Context, hookID string, limit int, untilID stri
 	if hookID != "" {
 		prefix = hookPrefix(hookID)
 	}
+	budget := listAttemptBytes
 	err := q.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
 		defer it.Close()
@@ -125,7 +143,7 @@ func (q *Queue) List(ctx context.Context, hookID string, limit int, untilID stri
 			if id == untilID {
 				continue
 			}
-			d, err := q.view(txn, id)
+			d, err := q.view(txn, id, &budget)
 			if errors.Is(err, badger.ErrKeyNotFound) {
 				continue
 			}
@@ -142,8 +160,9 @@ func (q *Queue) List(ctx context.Context, hookID string, limit int, untilID stri
 	return out, nil
 }
 
-// view is the user-facing form of a delivery and its attempt log.
-func (q *Queue) view(txn *badger.Txn, id string) (webhook.Delivery, error) {
+// view is the user-facing form of a delivery and of its latest attempts,
+// as many as fit in budget (bytes of JSON, reduced by what is taken).
+func (q *Queue) view(txn *badger.Txn, id string, budget *int) (webhook.Delivery, error) {
 	rec, err := getRecord(txn, id)
 	if err != nil {
 		return webhook.Delivery{}, err
@@ -154,15 +173,31 @@ func (q *Queue) view(txn *badger.Txn, id string) (webhook.Delivery, error) {
 		next := time.UnixMilli(rec.Due).UTC()
 		d.NextAt = &next
 	}
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: attemptPrefix(id), PrefetchValues: true, PrefetchSize: 16})
+	prefix := attemptPrefix(id)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
 	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
+	for it.Seek(append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff)); it.Valid() && len(d.Attempts) < keepAttempts; it.Next() {
 		var a webhook.Attempt
-		if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &a) }); err != nil {
+		fits := true
+		err := it.Item().Value(func(v []byte) error {
+			// The stored JSON is what json.Marshal makes of the entry; it
+			// encodes again to at most its length (plus a comma).
+			if fits = len(v)+1 <= *budget; !fits {
+				return nil
+			}
+			*budget -= len(v) + 1
+			return json.Unmarshal(v, &a)
+		})
+		if err != nil {
 			return d, err
+		}
+		if !fits {
+			break
 		}
 		d.Attempts = append(d.Attempts, a)
 	}
+	slices.Reverse(d.Attempts)
+	d.Omitted = max(rec.Logged-len(d.Attempts), 0)
 	return d, nil
 }
 

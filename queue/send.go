@@ -26,6 +26,8 @@ const (
 	// responseDrainCap is how much more is read to let the connection be
 	// reused; a larger body closes the connection instead.
 	responseDrainCap = 64 << 10
+	// errorLogCap is how much of an attempt's error the attempt log keeps.
+	errorLogCap = 512
 )
 
 // sender makes the HTTP requests of attempts.

@@ -77,7 +77,10 @@ type Delivery struct {
 	CreatedAt time.Time  `json:"createdAt"`
 	State     string     `json:"state"`
 	NextAt    *time.Time `json:"nextAttemptAt"`
-	Attempts  []Attempt  `json:"attempts"`
+	Attempts  []Attempt  `json:"attempts"` // the latest ones, oldest first
+	// Omitted is how many earlier attempts are not in Attempts: older than
+	// the log keeps, or left out to bound the size of a listing.
+	Omitted int `json:"omittedAttempts"`
 }
 
 // Target is where and how a hook's deliveries go, read at attempt time so that
