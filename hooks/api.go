@@ -63,6 +63,15 @@ const (
 	apiPrefix       = "/api/i/webhooks/"
 )
 
+// Limits of our own endpoints, per user like test's: a listing builds up to
+// about a megabyte of JSON (queue.MaxListBytes), a redelivery queues work.
+const (
+	deliveriesLimitMax    = 30 // i/webhooks/deliveries: 30 calls …
+	deliveriesLimitWindow = time.Minute
+	redeliverLimitMax     = 60 // i/webhooks/redeliver: 60 calls …
+	redeliverLimitWindow  = 15 * time.Minute
+)
+
 // API answers POST /api/i/webhooks/{create,list,show,update,delete,test}
 // exactly as Ocean does (parameters, limits, status codes, errors), plus our
 // deliveries and redeliver. It is an http.Handler for the proxy's local seam.
@@ -110,8 +119,8 @@ func NewAPI(store *Store, auth Authenticator, deliveries Deliveries, opts APIOpt
 		"update":     {params: paramsEdit, write: true, serve: a.update},
 		"delete":     {params: paramsID, write: true, serve: a.delete},
 		"test":       {params: paramsTest, secure: true, limit: newLimiter(testLimitMax, testLimitWindow, a.now), serve: a.test},
-		"deliveries": {params: paramsDeliveries, serve: a.listDeliveries},
-		"redeliver":  {params: paramsRedeliver, write: true, serve: a.redeliver},
+		"deliveries": {params: paramsDeliveries, limit: newLimiter(deliveriesLimitMax, deliveriesLimitWindow, a.now), serve: a.listDeliveries},
+		"redeliver":  {params: paramsRedeliver, write: true, limit: newLimiter(redeliverLimitMax, redeliverLimitWindow, a.now), serve: a.redeliver},
 	}
 	return a
 }

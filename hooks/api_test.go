@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -761,6 +762,49 @@ func TestTestIsRateLimited(t *testing.T) {
 	h.clock.Advance(840 * time.Second)
 	res = h.call("test", oceantest.TokenBob, map[string]any{"webhookId": v.ID, "type": "note"})
 	assert.Equal(t, http.StatusNoContent, res.status)
+}
+
+// TestOwnEndpointsAreRateLimited: deliveries and redeliver are limited per
+// user like test, with Ocean's RATE_LIMIT_EXCEEDED and a Retry-After; a
+// refused call never reaches the queue.
+func TestOwnEndpointsAreRateLimited(t *testing.T) {
+	cases := []struct {
+		endpoint   string
+		max        int
+		window     time.Duration
+		status     int
+		queueCalls func(*fakeDeliveries) int
+	}{
+		{"deliveries", deliveriesLimitMax, deliveriesLimitWindow, http.StatusOK,
+			func(f *fakeDeliveries) int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.listCalls) }},
+		{"redeliver", redeliverLimitMax, redeliverLimitWindow, http.StatusNoContent,
+			func(f *fakeDeliveries) int { f.mu.Lock(); defer f.mu.Unlock(); return len(f.redelivered) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.endpoint, func(t *testing.T) {
+			h := newHarness(t)
+			v := h.create(oceantest.TokenBob, map[string]any{"name": "b", "url": "u", "on": []string{"note"}})
+			params := map[string]any{"webhookId": v.ID}
+			for i := range tc.max {
+				res := h.call(tc.endpoint, oceantest.TokenBob, params)
+				require.Equal(t, tc.status, res.status, "call %d: %s", i, res.body)
+				h.clock.Advance(time.Second)
+			}
+			res := h.call(tc.endpoint, oceantest.TokenBob, params)
+			assert.Equal(t, http.StatusTooManyRequests, res.status)
+			assert.JSONEq(t, `{"error":{"message":"Rate limit exceeded. Please try again later.","code":"RATE_LIMIT_EXCEEDED","id":"d5826d14-3982-4d2e-8011-b9e9f02499ef","kind":"client"}}`, res.body)
+			assert.Equal(t, strconv.Itoa(int((tc.window-time.Duration(tc.max)*time.Second)/time.Second)), res.header.Get("Retry-After"))
+			assert.Equal(t, tc.max, tc.queueCalls(h.deliveries), "the refused call never reached the queue")
+
+			// Other users have their own allowance; the window slides.
+			alices := h.create(oceantest.TokenAlice, map[string]any{"name": "a", "url": "u", "on": []string{}})
+			res = h.call(tc.endpoint, oceantest.TokenAlice, map[string]any{"webhookId": alices.ID})
+			assert.Equal(t, tc.status, res.status, res.body)
+			h.clock.Advance(tc.window - time.Duration(tc.max)*time.Second)
+			res = h.call(tc.endpoint, oceantest.TokenBob, params)
+			assert.Equal(t, tc.status, res.status, res.body)
+		})
+	}
 }
 
 func TestDeliveriesAndRedeliver(t *testing.T) {
