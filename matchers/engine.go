@@ -53,6 +53,9 @@ type Options struct {
 	// ReadTimeout bounds all extra Ocean reads of one call together.
 	// Default DefaultReadTimeout.
 	ReadTimeout time.Duration
+	// Now is the clock of the record of recently created notes. Default
+	// time.Now.
+	Now func() time.Time
 }
 
 // Engine derives events from tapped calls and hands them to the Sink.
@@ -62,8 +65,11 @@ type Engine struct {
 	sink        Sink
 	log         *slog.Logger
 	readTimeout time.Duration
+	now         func() time.Time
 	rules       map[string]*rule
 	m           metrics
+	// recent holds the ids of created notes already derived.
+	recent *recentNotes
 }
 
 var _ proxy.Consumer = (*Engine)(nil)
@@ -76,8 +82,13 @@ func New(subs Subscriptions, oc Ocean, sink Sink, opts Options) *Engine {
 		sink:        sink,
 		log:         opts.Logger,
 		readTimeout: opts.ReadTimeout,
+		now:         opts.Now,
 		rules:       make(map[string]*rule, len(table)),
 		m:           newMetrics(opts.Registerer),
+		recent:      newRecentNotes(recentNotesKeep, recentNotesPerGeneration),
+	}
+	if e.now == nil {
+		e.now = time.Now
 	}
 	if e.log == nil {
 		e.log = slog.Default()

@@ -15,7 +15,8 @@ import (
 // not the author (pure renotes and quotes alike); `mention` to each id in
 // createdNote.mentions (which already holds the reply target when it is
 // someone else and every addressee of a specified note). It needs no extra
-// Ocean read: every recipient id is in the answer.
+// Ocean read: every recipient id is in the answer. A note already derived
+// (Ocean's answer to a repeated call) derives nothing.
 func deriveNotesCreate(c *call) error {
 	if c.obs.Status == http.StatusNoContent {
 		// Ocean answers 204 when it shows no note: a scheduled note (posted
@@ -38,10 +39,14 @@ func deriveNotesCreate(c *call) error {
 		return fmt.Errorf("createdNote missing or not an object: %w", errMalformed)
 	}
 	// One pass over the note for every member the rule looks at.
-	var author, replyUserID string
+	var id, author, replyUserID string
 	var reply, renote, mentions gjson.Result
 	note.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
+		case "id":
+			if v.Type == gjson.String {
+				id = v.Str
+			}
 		case "userId":
 			if v.Type == gjson.String {
 				author = v.Str
@@ -59,8 +64,15 @@ func deriveNotesCreate(c *call) error {
 		}
 		return true
 	})
-	if author == "" {
-		return fmt.Errorf("createdNote.userId missing: %w", errMalformed)
+	if id == "" || author == "" {
+		return fmt.Errorf("createdNote.id or createdNote.userId missing: %w", errMalformed)
+	}
+	if !c.e.recent.first(id, c.e.now()) {
+		// Ocean answers a notes/create repeated within its window with the
+		// earlier note, and fires nothing for it: the events of that note
+		// were derived from the first answer.
+		c.nothing("repeated")
+		return nil
 	}
 
 	wantNote := c.wants(author, webhook.Note)

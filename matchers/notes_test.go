@@ -3,6 +3,8 @@ package matchers
 import (
 	"context"
 	"net/http"
+	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -10,6 +12,7 @@ import (
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
+	"github.com/oceanhooks/oceanhooks/ocean"
 	"github.com/oceanhooks/oceanhooks/proxy"
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
@@ -447,19 +450,31 @@ func TestNotesCreateMalformed(t *testing.T) {
 }
 
 // BenchmarkDeriveNotesCreate measures the hot path: the captured reply
-// (note, reply and mention, three bodies) through Observe into a sink.
+// (note, reply and mention, three bodies) through Observe into a sink. Each
+// round gets its own note id, as every created note has: a repeated one
+// would derive nothing.
 func BenchmarkDeriveNotesCreate(b *testing.B) {
 	c := callByLabel(b, loadCalls(b), "A replies to B's note")
 	e := New(allHooks(alice, bob), newFakeOcean(), discardSink{}, Options{})
+	resp := slices.Clone(c.Response)
+	id := gjson.GetBytes(resp, "createdNote.id")
+	require.Len(b, id.Str, ocean.IDLen)
+	slot := resp[id.Index+1 : id.Index+1+ocean.IDLen]
 	obs := &proxy.Observation{Endpoint: "notes/create", Request: c.Request, Token: "tok-alice",
-		Status: c.Status, Response: c.Response}
+		Status: c.Status, Response: resp}
 	ctx := context.Background()
-	b.SetBytes(int64(len(c.Response)))
+	var buf [ocean.IDLen]byte
+	b.SetBytes(int64(len(resp)))
 	b.ReportAllocs()
-	for b.Loop() {
+	for i := 0; b.Loop(); i++ {
+		n := strconv.AppendInt(buf[:0], int64(i), 36)
+		copy(slot[copy(slot, "0000000000000000"[:len(slot)-len(n)]):], n)
 		if err := e.Observe(ctx, obs); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if n := value(e.m.derived.WithLabelValues(webhook.Mention)); n != float64(b.N) {
+		b.Fatalf("%v mentions derived in %d rounds", n, b.N)
 	}
 }
 
