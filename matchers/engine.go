@@ -53,8 +53,8 @@ type Options struct {
 	// ReadTimeout bounds all extra Ocean reads of one call together.
 	// Default DefaultReadTimeout.
 	ReadTimeout time.Duration
-	// Now is the clock of the record of recently created notes. Default
-	// time.Now.
+	// Now is the clock of Ocean's time-based hiding rules and of the record
+	// of recently created notes. Default time.Now.
 	Now func() time.Time
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/tidwall/gjson"
 
+	"github.com/oceanhooks/oceanhooks/ocean"
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
 
@@ -68,7 +69,12 @@ func (c *call) callerSeenBy(callerID, other string, known *relation, adjust func
 	}
 	seen := rel.mirrored()
 	adjust(&seen)
-	return seenBy(self, seen), nil
+	// The caller's pinned notes are the caller's own: the other user sees a
+	// followers-only one as a follower of the caller, which seen tells.
+	viewer := ocean.Viewer{ID: other, Follows: func(author string) bool {
+		return author == callerID && seen.following
+	}}
+	return seenBy(self, seen, viewer, c.e.now()), nil
 }
 
 func b2i(b bool) int {

@@ -2,6 +2,7 @@ package matchers
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -400,7 +401,7 @@ func TestSeenByDropsPrivateFields(t *testing.T) {
 		"followersVisibility", "followers", "followingVisibility", "private",
 		"followersCount", 7, "followingCount", 3,
 		"followedMessage", "thanks for following")
-	self, _ = sjson.SetRaw(self, "pinnedNotes", `[{"id":"p1","myReaction":"👍","poll":{"choices":[{"text":"a","votes":1,"isVoted":true}]}}]`)
+	self, _ = sjson.SetRaw(self, "pinnedNotes", `[{"id":"p1","userId":"`+admin+`","user":{"id":"`+admin+`","host":null},"visibility":"public","myReaction":"👍","poll":{"choices":[{"text":"a","votes":1,"isVoted":true}]}}]`)
 	v := gjson.Parse(self)
 	require.True(t, v.Get("moderationNote").Exists() && v.Get("policies").Exists() && v.Get("email").Exists())
 
@@ -409,7 +410,7 @@ func TestSeenByDropsPrivateFields(t *testing.T) {
 		following bool
 	}{{"viewer not following", false}, {"viewer following", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := gjson.ParseBytes(seenBy(v, relation{following: tc.following}))
+			out := gjson.ParseBytes(seenBy(v, relation{following: tc.following}, ocean.Viewer{ID: bob}, time.Now()))
 			require.True(t, out.IsObject())
 			for _, k := range []string{"moderationNote", "twoFactorEnabled", "usePasswordLessLogin", "securityKeys",
 				"avatarId", "bannerId", "isModerator", "isAdmin", "mutedWords", "mutedInstances", "policies",
@@ -426,7 +427,7 @@ func TestSeenByDropsPrivateFields(t *testing.T) {
 				assert.Equal(t, gjson.Null, out.Get("followersCount").Type)
 				assert.False(t, out.Get("followedMessage").Exists(), "only followers see followedMessage")
 			}
-			assert.JSONEq(t, `[{"id":"p1","poll":{"choices":[{"text":"a","votes":1,"isVoted":false}]}}]`, out.Get("pinnedNotes").Raw)
+			assert.JSONEq(t, `[{"id":"p1","userId":"`+admin+`","user":{"id":"`+admin+`","host":null},"visibility":"public","poll":{"choices":[{"text":"a","votes":1,"isVoted":false}]}}]`, out.Get("pinnedNotes").Raw)
 			assert.Equal(t, "unknown", out.Get("onlineStatus").Str)
 		})
 	}

@@ -14,9 +14,11 @@ import (
 // local (self-replies included); `renote` to the renoted author if local and
 // not the author (pure renotes and quotes alike); `mention` to each id in
 // createdNote.mentions (which already holds the reply target when it is
-// someone else and every addressee of a specified note). It needs no extra
-// Ocean read: every recipient id is in the answer. A note already derived
-// (Ocean's answer to a repeated call) derives nothing.
+// someone else and every addressee of a specified note). Every recipient id
+// is in the answer; the only extra Ocean read is users/relation, when a
+// recipient other than the author may see a followers-only note of the
+// author only as a follower (see hideNote). A note already derived (Ocean's
+// answer to a repeated call) derives nothing.
 func deriveNotesCreate(c *call) error {
 	if c.obs.Status == http.StatusNoContent {
 		// Ocean answers 204 when it shows no note: a scheduled note (posted
@@ -112,21 +114,25 @@ func deriveNotesCreate(c *call) error {
 
 	full, mention := noteBodies(note, wantNote || wantReply || wantRenote, len(mentioned) > 0)
 	// One body for note, reply and renote: Ocean packs the note once, for
-	// no viewer.
+	// no viewer. The answer is the author's view, which is all the author
+	// may see. The replied-to and the renoted author get it hidden where
+	// they may not see it, which Ocean does not do (it packs these bodies
+	// without hiding): a webhook must not show a user what Ocean would not.
 	if wantNote {
 		c.emit(webhook.Note, author, full)
 	}
 	if wantReply {
-		c.emit(webhook.Reply, replyTo, full)
+		c.emit(webhook.Reply, replyTo, c.hideNoteBody(full, replyTo, author))
 	}
 	if wantRenote {
-		c.emit(webhook.Renote, renoteOf, full)
+		c.emit(webhook.Renote, renoteOf, c.hideNoteBody(full, renoteOf, author))
 	}
-	// Ocean packs a mention for the mentioned user, without the pair cache.
-	// We have the author's view: without what is the author's own
-	// (myReaction, poll votes) it is what the mentioned user sees.
+	// Ocean packs a mention for the mentioned user, without the pair cache,
+	// hiding what that user may not see. We have the author's view: without
+	// what is the author's own (myReaction, poll votes), and hidden for the
+	// mentioned user, it is what they see.
 	for _, id := range mentioned {
-		c.emit(webhook.Mention, id, mention)
+		c.emit(webhook.Mention, id, c.hideNoteBody(mention, id, author))
 	}
 	return nil
 }

@@ -52,9 +52,12 @@ func deriveReactionCreate(c *call) error {
 		return nil
 	}
 	user := userLite(self)
-	body := make([]byte, 0, len(note.Raw)+len(reaction.Raw)+len(user)+32)
+	// The caller's view of the note, hidden where its author may not see a
+	// nested note.
+	view, _ := c.hideNote(appendNote(nil, note, nil), author, caller)
+	body := make([]byte, 0, len(view)+len(reaction.Raw)+len(user)+32)
 	body = append(body, `{"note":`...)
-	body = appendNote(body, note, nil)
+	body = append(body, view...)
 	body = append(body, `,"reaction":`...)
 	body = append(body, reaction.Raw...)
 	body = append(body, `,"user":`...)

@@ -101,6 +101,9 @@ type call struct {
 	meID   string
 	meErr  error
 
+	// followers caches, per user, whether they follow the caller (hideNote).
+	followers map[string]bool
+
 	// readCtx bounds all extra reads of the call together; made on the
 	// first read, so that a call needing none pays nothing for it.
 	readCtx    context.Context

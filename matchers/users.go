@@ -3,8 +3,11 @@ package matchers
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/oceanhooks/oceanhooks/ocean"
 )
 
 // userLiteKeys are the keys of Ocean's packed UserLite. A projection keeps
@@ -153,8 +156,10 @@ func parseRelation(res gjson.Result, userID string) (relation, error) {
 // (null), and so are the viewer's notification settings for a follow ("none",
 // withReplies false). Follower and following counts are hidden as Ocean hides
 // them for that viewer (followersVisibility/followingVisibility), and pinned
-// notes lose what only the user could see of them (myReaction, poll votes).
-func seenBy(self gjson.Result, rel relation) []byte {
+// notes lose what only the user could see of them (myReaction, poll votes)
+// and are hidden where the viewer may not see them (ocean.HideFor, judged at
+// now).
+func seenBy(self gjson.Result, rel relation, viewer ocean.Viewer, now time.Time) []byte {
 	dst := make([]byte, 0, len(self.Raw)+256)
 	dst = append(dst, '{')
 	first := true
@@ -176,7 +181,7 @@ func seenBy(self gjson.Result, rel relation) []byte {
 		case "followingCount":
 			dst = appendCount(dst, v, self.Get("followingVisibility").Str, rel.following)
 		case "pinnedNotes":
-			dst = appendNotes(dst, v)
+			dst = appendNotes(dst, v, viewer, now)
 		default:
 			dst = append(dst, v.Raw...)
 		}
@@ -215,8 +220,9 @@ func appendCount(dst []byte, v gjson.Result, visibility string, viewerFollows bo
 	return append(dst, "null"...)
 }
 
-// appendNotes writes an array of packed notes without their viewer's fields.
-func appendNotes(dst []byte, notes gjson.Result) []byte {
+// appendNotes writes an array of packed notes without their viewer's fields,
+// as Ocean packs them for viewer.
+func appendNotes(dst []byte, notes gjson.Result, viewer ocean.Viewer, now time.Time) []byte {
 	if !notes.IsArray() {
 		return append(dst, notes.Raw...)
 	}
@@ -228,7 +234,11 @@ func appendNotes(dst []byte, notes gjson.Result) []byte {
 		}
 		i++
 		if n.IsObject() {
+			start := len(dst)
 			dst = appendNote(dst, n, nil)
+			if hidden, changed := ocean.HideFor(dst[start:], viewer, now); changed {
+				dst = append(dst[:start], hidden...)
+			}
 		} else {
 			dst = append(dst, n.Raw...)
 		}

@@ -1,6 +1,8 @@
 // Package ocean speaks Ocean's API language: its error format and known error
-// codes, and a small client for the reads the sidecar makes of Ocean (who is
-// this token, public user views, relations).
+// codes, a small client for the reads the sidecar makes of Ocean (who is this
+// token, public user views, relations), and the rules of Ocean that the
+// sidecar reproduces, each in one place (how a note is hidden from a viewer,
+// how long a notes/create is answered with the earlier note).
 package ocean
 
 import (

@@ -3,6 +3,7 @@ package ocean
 import (
 	"math"
 	"time"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 )
@@ -45,7 +46,12 @@ type Viewer struct {
 // note must be a JSON object; anything else is returned as it is. changed is
 // false when nothing was hidden: hidden is then note itself.
 func HideFor(note []byte, v Viewer, now time.Time) (hidden []byte, changed bool) {
-	n := gjson.ParseBytes(note)
+	if len(note) == 0 {
+		return note, false
+	}
+	// Read in place: note is only read during the call, and nothing read
+	// from it is kept (what is written out is copied into a new slice).
+	n := gjson.Parse(unsafe.String(unsafe.SliceData(note), len(note)))
 	if !n.IsObject() {
 		return note, false
 	}

@@ -447,3 +447,16 @@ func TestHideForNotAnObject(t *testing.T) {
 		assert.Equal(t, in, string(out))
 	}
 }
+
+// What HideFor returns when it changed something is its own: changing the
+// input afterwards does not change it.
+func TestHideForOwnsItsResult(t *testing.T) {
+	in := []byte(edit(t, capturedNote(t), "visibility", "followers"))
+	out, changed := ocean.HideFor(in, ocean.Viewer{ID: carol}, time.Now())
+	require.True(t, changed)
+	want := string(out)
+	for i := range in {
+		in[i] = ' '
+	}
+	assert.Equal(t, want, string(out))
+}
