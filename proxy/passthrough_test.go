@@ -458,16 +458,16 @@ func TestForwardedHeaders(t *testing.T) {
 			},
 		},
 		{
-			name:    "trusted peer: chain extended, proto and host kept",
+			name:    "trusted peer: chain extended, proto and host kept, Forwarded dropped",
 			trusted: []netip.Prefix{loopback},
 			incoming: map[string]string{
 				"X-Forwarded-For": "1.2.3.4", "X-Forwarded-Proto": "https",
-				"X-Forwarded-Host": "ocean.example", "X-Real-Ip": "1.2.3.4",
+				"X-Forwarded-Host": "ocean.example", "X-Real-Ip": "1.2.3.4", "Forwarded": "for=1.2.3.4;proto=https",
 			},
 			want: func(string) map[string]string {
 				return map[string]string{
 					"X-Forwarded-For": "1.2.3.4, 127.0.0.1", "X-Forwarded-Proto": "https",
-					"X-Forwarded-Host": "ocean.example", "X-Real-Ip": "1.2.3.4",
+					"X-Forwarded-Host": "ocean.example", "X-Real-Ip": "1.2.3.4", "Forwarded": "",
 				}
 			},
 		},

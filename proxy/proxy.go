@@ -81,7 +81,10 @@ type Options struct {
 	// X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP are believed: their
 	// X-Forwarded-For is extended with the peer address and the others are
 	// kept. From any other peer the four headers are replaced by what this
-	// proxy sees. Default none.
+	// proxy sees. An RFC 7239 Forwarded header is removed from every
+	// request, a trusted peer's too: Ocean reads the X-Forwarded-* headers,
+	// and a second chain that this proxy does not extend could only
+	// disagree with them. Default none.
 	TrustedProxies []netip.Prefix
 	// Logger receives warnings and errors; never tokens or bodies. Default:
 	// discard.
@@ -355,8 +358,8 @@ func (p *Proxy) finish(ex *exchange, rt *route, start time.Time) {
 }
 
 // rewrite points the outgoing request at the upstream and sets the
-// forwarding headers. The client's Host header is kept: Ocean's HTTP
-// signature checks on /inbox sign it.
+// forwarding headers (see Options.TrustedProxies). The client's Host header
+// is kept: Ocean's HTTP signature checks on /inbox sign it.
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	out, in := pr.Out, pr.In
 	out.URL.Scheme = p.upstream.Scheme
@@ -370,6 +373,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		self = []string{host}
 	}
 	h := out.Header
+	// ReverseProxy drops it before Rewrite too; this rule must not depend
+	// on that.
+	delete(h, "Forwarded")
 	if p.isTrusted(peer) {
 		if prior := in.Header["X-Forwarded-For"]; len(prior) > 0 {
 			h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + host}
