@@ -78,13 +78,17 @@ func (u *upgrades) remove(c *upgradedConn) {
 // linger, and returns nil. Call it beside http.Server.Shutdown with the same
 // grace context: the server waits for ordinary requests, Shutdown for the
 // connections the server no longer sees. It also drops idle upstream
-// connections. Upgrades asked for after the grace period are refused with an
-// Ocean-style 502.
+// connections; responses still streaming are left alone. Upgrades asked for
+// after the grace period are refused with an Ocean-style 502, whether or not
+// any connection was open when it ended.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	defer p.transport.CloseIdleConnections()
 	u := &p.upgrades
 	u.mu.Lock()
 	if len(u.conns) == 0 {
+		if ctx.Err() != nil {
+			u.closing = true
+		}
 		u.mu.Unlock()
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,11 +167,88 @@ func TestShutdownWaitsForWebSockets(t *testing.T) {
 	}
 }
 
+// TestShutdownWithoutUpgrades: with no upgraded connection open, Shutdown
+// returns nil at once, even while the grace period runs; it drops idle
+// upstream connections but leaves a response that is still streaming alone,
+// and the proxy still forwards. When the grace is over, a later upgrade is
+// refused as it is when connections were open.
 func TestShutdownWithoutUpgrades(t *testing.T) {
-	sc := newSidecar(t, wsUpstream(t).URL, nil)
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	assert.NoError(t, sc.p.Shutdown(ctx))
+	release := make(chan struct{})
+	var closed atomic.Int32
+	upstream := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/stream" {
+			_, _ = io.WriteString(w, "plain")
+			return
+		}
+		_, _ = io.WriteString(w, "part1,")
+		_ = http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "part2")
+	}))
+	upstream.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	upstream.Start()
+	t.Cleanup(upstream.Close)
+	sc := newSidecar(t, upstream.URL, nil)
+	get := func(path string) string {
+		t.Helper()
+		resp, err := sc.client.Get(sc.url(path))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		return string(readAll(t, resp.Body))
+	}
+
+	// A response in flight on one upstream connection, an idle one beside it.
+	stream, err := sc.client.Get(sc.url("/stream"))
+	require.NoError(t, err)
+	defer stream.Body.Close()
+	first := make([]byte, len("part1,"))
+	_, err = io.ReadFull(stream.Body, first)
+	require.NoError(t, err)
+	require.Equal(t, "plain", get("/plain"))
+	require.Zero(t, closed.Load())
+
+	done := make(chan error, 1)
+	go func() { done <- sc.p.Shutdown(context.Background()) }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(guard):
+		t.Fatal("Shutdown blocked with no upgraded connection open")
+	}
+	require.Eventually(t, func() bool { return closed.Load() == 1 }, guard, 5*time.Millisecond,
+		"the idle upstream connection is dropped")
+
+	close(release)
+	rest := readAll(t, stream.Body)
+	assert.Equal(t, "part1,part2", string(first)+string(rest), "the streaming response is left alone")
+	assert.Equal(t, "plain", get("/plain"), "the proxy still forwards")
+
+	t.Run("grace over", func(t *testing.T) {
+		sc := newSidecar(t, wsUpstream(t).URL, nil)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		require.NoError(t, sc.p.Shutdown(ctx))
+
+		tr := &http.Transport{}
+		t.Cleanup(tr.CloseIdleConnections)
+		dctx, dcancel := context.WithTimeout(t.Context(), guard)
+		defer dcancel()
+		_, resp, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(sc.srv.URL, "http")+"/streaming",
+			&websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+		require.Error(t, err, "an upgrade after the grace period is refused")
+		require.NotNil(t, resp)
+		assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+		assert.Zero(t, openUpgrades(sc.p))
+	})
 }
 
 func TestUpgradeAfterGraceIsRefused(t *testing.T) {
