@@ -12,7 +12,9 @@ import (
 // exchange is the per-request ResponseWriter the proxy hands down: it notes
 // the status for the metrics, tracks an upgraded connection for Shutdown and
 // watches the request body to tell a client that went away from an upstream
-// failure. Exchanges are pooled, so the stock path allocates nothing extra.
+// failure. Each request has its own: the transport may hold the request body
+// (and so the exchange) after the handler returned, so an exchange is never
+// reused.
 type exchange struct {
 	http.ResponseWriter
 	p   *Proxy
@@ -24,19 +26,6 @@ type exchange struct {
 	// returned is set once the handler returned normally (no panic).
 	returned bool
 	body     watchedBody
-}
-
-func (ex *exchange) reset(p *Proxy, w http.ResponseWriter, r *http.Request) {
-	ex.ResponseWriter, ex.p, ex.req = w, p, r
-}
-
-func (ex *exchange) clear() { *ex = exchange{} }
-
-// reusable says whether nothing can touch ex any more. The transport may go
-// on reading a request body after the handler returned (when the upstream
-// answered early); such an exchange is left to the garbage collector.
-func (ex *exchange) reusable() bool {
-	return ex.body.rc == nil || ex.body.done.Load()
 }
 
 // watchBody puts ex's body watch between r's body and the transport.
@@ -89,21 +78,17 @@ func (ex *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 var errUpgradeRefused = errors.New("shutting down: no new upgraded connections")
 
-// watchedBody passes a request body through and remembers how reading it
-// ended.
+// watchedBody passes a request body through and remembers whether reading
+// it failed.
 type watchedBody struct {
 	rc     io.ReadCloser
-	done   atomic.Bool // EOF or an error was seen
 	failed atomic.Bool // an error other than EOF was seen
 }
 
 func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	if err != nil {
-		if err != io.EOF {
-			b.failed.Store(true)
-		}
-		b.done.Store(true)
+	if err != nil && err != io.EOF {
+		b.failed.Store(true)
 	}
 	return n, err
 }

@@ -113,10 +113,9 @@ type Proxy struct {
 	routes                                        map[string]*route
 	apiRoute, streamRoute, otherRoute, localRoute *route
 
-	log       *slog.Logger
-	m         *metrics
-	exchanges sync.Pool
-	upgrades  upgrades
+	log      *slog.Logger
+	m        *metrics
+	upgrades upgrades
 }
 
 // route is what the proxy knows about one class of path: its metric label,
@@ -207,7 +206,6 @@ func New(opts Options) (*Proxy, error) {
 		ErrorLog:       errorLog,
 		ModifyResponse: p.inspectResponse,
 	}
-	p.exchanges.New = func() any { return new(exchange) }
 	p.upgrades.init(p)
 	return p, nil
 }
@@ -322,8 +320,7 @@ func (p *Proxy) wanted(rt *route) (ok bool) {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rt := p.classify(r.URL.Path)
-	ex := p.exchanges.Get().(*exchange)
-	ex.reset(p, w, r)
+	ex := &exchange{ResponseWriter: w, p: p, req: r}
 	defer p.finish(ex, rt, start)
 
 	switch {
@@ -340,8 +337,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ex.returned = true
 }
 
-// finish records the request's metrics and recycles its exchange. It runs
-// deferred so that a handler aborting with a panic is still counted.
+// finish records the request's metrics. It runs deferred so that a handler
+// aborting with a panic is still counted.
 func (p *Proxy) finish(ex *exchange, rt *route, start time.Time) {
 	status := ex.status
 	if status == 0 && ex.returned && rt == p.localRoute {
@@ -350,10 +347,6 @@ func (p *Proxy) finish(ex *exchange, rt *route, start time.Time) {
 	rt.requests[statusClass(status)].Inc()
 	if status != http.StatusSwitchingProtocols {
 		rt.duration.Observe(time.Since(start).Seconds())
-	}
-	if ex.returned && ex.reusable() {
-		ex.clear()
-		p.exchanges.Put(ex)
 	}
 }
 
@@ -474,8 +467,10 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	ocean.Write(w, e)
 }
 
-// bufferPool recycles ReverseProxy's copy buffers. It stores array pointers
-// so neither Get nor Put allocates.
+// bufferPool recycles ReverseProxy's copy buffers (one per response
+// otherwise). ReverseProxy takes a buffer and gives it back within one
+// response copy, so no buffer is ever in two responses' hands. It stores
+// array pointers so neither Get nor Put allocates.
 type bufferPool struct{ pool sync.Pool }
 
 const copyBufferSize = 32 << 10
