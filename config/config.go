@@ -123,7 +123,8 @@ type Proxy struct {
 	UpstreamTimeout Duration `yaml:"upstreamTimeout"`
 	// TrustedProxies lists the networks (CIDRs, or single IPs) whose incoming
 	// X-Forwarded-For/-Proto/-Host headers are kept and extended; from any other
-	// peer they are replaced. Default none (nginx on another host must be listed).
+	// peer they are replaced. An RFC 7239 Forwarded header is removed from
+	// every request. Default none (nginx on another host must be listed).
 	TrustedProxies []string `yaml:"trustedProxies"`
 	// MaxIdleConnsPerHost is how many idle keep-alive connections to the
 	// upstream are kept. Default 1024.
