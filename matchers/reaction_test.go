@@ -1,6 +1,7 @@
 package matchers
 
 import (
+	"context"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -168,4 +169,37 @@ func TestReactionCreate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReactionBodyForTheStream: a reaction Ocean's event stream announced gets
+// the same body as the API tap builds, from public reads (no credential): the
+// note as the public sees it and the reactor as UserLite.
+func TestReactionBodyForTheStream(t *testing.T) {
+	calls := loadCalls(t)
+	dl := loadDeliveries(t)
+	bobsNote := gjson.GetBytes(callByLabel(t, calls, "B posts a note").Response, "createdNote").Raw
+	noteID := gjson.Get(bobsNote, "id").Str
+	aliceLite := userOf(dl[0])
+
+	h := newHarness(t, allHooks(bob))
+	h.oc.answer("notes/show", "noteId", noteID, bobsNote)
+	h.oc.answer("users/show", "userId", alice, selfView(t, calls, "alice"))
+	body, ok, err := h.e.ReactionBody(context.Background(), noteID, alice, `<"👍">`)
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, `{"note":`+bobsNote+`,"reaction":"<\"👍\">","user":`+aliceLite+`}`, string(body))
+	for _, c := range h.oc.calls {
+		assert.Empty(t, c.token, "the stream's reads are public")
+	}
+
+	// A note that is gone is an error; a remote author's note is no event.
+	_, ok, err = h.e.ReactionBody(context.Background(), "nosuchnote", alice, "👍")
+	assert.Error(t, err)
+	assert.False(t, ok)
+	remote, _ := sjson.Set(bobsNote, "user.host", "remote.example")
+	remote, _ = sjson.Set(remote, "id", "remotenote")
+	h.oc.answer("notes/show", "noteId", "remotenote", remote)
+	_, ok, err = h.e.ReactionBody(context.Background(), "remotenote", alice, "👍")
+	assert.NoError(t, err)
+	assert.False(t, ok)
 }
