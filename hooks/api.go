@@ -31,14 +31,16 @@ type Authenticator interface {
 
 // Deliveries is the delivery queue as the management API needs it.
 type Deliveries interface {
-	// CancelHook drops everything queued for a deleted hook.
+	// CancelHook drops everything queued for a deleted hook; the work may
+	// be done in the background after it returns.
 	CancelHook(ctx context.Context, hookID string) error
 	// List returns a hook's deliveries newest first, at most limit, older
 	// than untilID when it is set.
 	List(ctx context.Context, hookID string, limit int, untilID string) ([]webhook.Delivery, error)
 	// Redeliver queues one delivery again, or every dead letter of the hook
-	// when deliveryID is empty; webhook.ErrNoSuchDelivery if deliveryID names
-	// no delivery of the hook.
+	// when deliveryID is empty (possibly in the background, after it
+	// returns); webhook.ErrNoSuchDelivery if deliveryID names no delivery of
+	// the hook.
 	Redeliver(ctx context.Context, hookID, deliveryID string) (int, error)
 	// SendTest makes one attempt of a test delivery and records it on the
 	// hook (latestSentAt/latestStatus) like any attempt. status is the
@@ -396,7 +398,8 @@ func (a *API) delete(ctx context.Context, me ocean.Me, p map[string]any) (any, *
 		return nil, a.internal("delete", err)
 	}
 	// The hook is gone from the index, so nothing new is queued for it;
-	// what was queued goes now, even if the caller hangs up meanwhile.
+	// what was queued is removed in the background (the queue finishes it
+	// after a restart too), so the answer does not wait for it.
 	if err := a.deliveries.CancelHook(context.WithoutCancel(ctx), id); err != nil {
 		a.log.Error("hooks api: cancel deliveries of a deleted hook", "hook", id, "err", err)
 	}

@@ -28,8 +28,9 @@ type claimed struct {
 }
 
 // Run delivers until ctx ends: it claims due deliveries (a new one at once,
-// retries within PollInterval), runs value-log GC and the expiry sweep, and
-// commits again the outcomes whose commit failed. After ctx ends it claims
+// retries within PollInterval), runs value-log GC and the expiry sweep, does
+// the background jobs of the management calls (jobs.go), and commits again
+// the outcomes whose commit failed. After ctx ends it claims
 // nothing more and waits for in-flight attempts up to ShutdownGrace;
 // attempts still running then are cancelled and their leases return to
 // ready. It does not close the database.
@@ -43,6 +44,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	var attempts, loops sync.WaitGroup
 	loops.Go(func() { q.every(ctx, q.opts.GCInterval, q.collectGarbage) })
 	loops.Go(func() { q.every(ctx, q.opts.PollInterval, q.settleParked) })
+	loops.Go(func() { q.runJobs(ctx) })
 	loops.Go(func() {
 		q.every(ctx, q.opts.SweepInterval, func() {
 			if _, err := q.sweep(q.opts.Now()); err != nil {

@@ -17,6 +17,7 @@
 //	q/l/<id>                    lease of an in-flight delivery (value: 8-byte lease expiry, then the hook id)
 //	q/x/<expiry:8><id>          expiry index of delivered and dead records (value: 'd' delivered, 'x' dead)
 //	q/a/<id>/<n:4>              attempt log entry n (JSON webhook.Attempt), the last 10 kept
+//	q/j/<hookID>                a redeliver-all job in progress (JSON: the newest id it covers, the last id done)
 //
 // The ready index is grouped by hook so that a saturated or hanging hook never
 // has to be scanned past: the scheduler keeps, in memory, only the earliest

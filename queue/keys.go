@@ -14,6 +14,7 @@ const (
 	pLease   = "q/l/"
 	pExpiry  = "q/x/"
 	pAttempt = "q/a/"
+	pJob     = "q/j/"
 )
 
 // Values of expiry index entries.
@@ -29,6 +30,7 @@ const keepAttempts = 10
 func keyRecord(id string) []byte { return []byte(pRecord + id) }
 func keyBody(id string) []byte   { return []byte(pBody + id) }
 func keyLease(id string) []byte  { return []byte(pLease + id) }
+func keyJob(hook string) []byte  { return []byte(pJob + hook) }
 
 func hookPrefix(hook string) []byte                     { return []byte(pHook + hook + "/") }
 func keyHook(hook, id string) []byte                    { return []byte(pHook + hook + "/" + id) }

@@ -40,55 +40,63 @@ const (
 const batch = 256
 
 // CancelHook removes every delivery of hookID (pending, leased, dead and
-// delivered) and its attempt log. An attempt in flight may still reach the
-// receiver, but its outcome is discarded.
-func (q *Queue) CancelHook(ctx context.Context, hookID string) error {
+// delivered) and its attempt log, in the background (see jobs.go): it
+// returns at once. An attempt in flight may still reach the receiver, but
+// its outcome is discarded; a delivery claimed before its removal is dropped
+// when its hook is found gone.
+func (q *Queue) CancelHook(_ context.Context, hookID string) error {
 	if !validHookID(hookID) {
 		return nil
 	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		ids, err := q.hookIDs(hookID, "", batch)
-		if err != nil || len(ids) == 0 {
-			return err
-		}
-		var ready, leased, dead int64
-		err = q.update(func(txn *badger.Txn) error {
-			ready, leased, dead = 0, 0, 0
-			for _, id := range ids {
-				rec, err := getRecord(txn, id)
-				if errors.Is(err, badger.ErrKeyNotFound) {
-					if err := txn.Delete(keyHook(hookID, id)); err != nil {
-						return err
-					}
-					continue
-				}
-				if err != nil {
-					return err
-				}
-				switch rec.State {
-				case webhook.StateReady:
-					ready++
-				case webhook.StateLeased:
-					leased++
-				case webhook.StateDead:
-					dead++
-				}
-				if err := deleteDelivery(txn, id, rec); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("cancel deliveries of %s: %w", hookID, err)
-		}
-		q.ready.Add(-ready)
-		q.leased.Add(-leased)
-		q.dead.Add(-dead)
+	q.jobs.add(hookID, jobCancel, redeliverJob{})
+	return nil
+}
+
+// cancelBatch removes up to batch deliveries of hook (and its redeliver-all
+// job); done once none is left.
+func (q *Queue) cancelBatch(hook string) (removed int, done bool, err error) {
+	ids, err := q.hookIDs(hook, "", batch)
+	if err != nil {
+		return 0, false, err
 	}
+	var ready, leased, dead int64
+	err = q.update(func(txn *badger.Txn) error {
+		ready, leased, dead = 0, 0, 0
+		if err := txn.Delete(keyJob(hook)); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			rec, err := getRecord(txn, id)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				if err := txn.Delete(keyHook(hook, id)); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			switch rec.State {
+			case webhook.StateReady:
+				ready++
+			case webhook.StateLeased:
+				leased++
+			case webhook.StateDead:
+				dead++
+			}
+			if err := deleteDelivery(txn, id, rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("cancel deliveries of %s: %w", hook, err)
+	}
+	q.ready.Add(-ready)
+	q.leased.Add(-leased)
+	q.dead.Add(-dead)
+	return len(ids), len(ids) == 0, nil
 }
 
 // hookIDs lists up to n delivery ids of hook after the id after (oldest first).
@@ -203,61 +211,54 @@ func (q *Queue) view(txn *badger.Txn, id string, budget *int) (webhook.Delivery,
 
 // Redeliver puts deliveryID of hookID back to ready, due now, with its
 // attempts reset and its eventId kept: a dead letter or a delivered one is
-// sent again, a ready one is brought forward, a leased one is left alone. An
-// empty deliveryID redelivers every dead letter of the hook. It returns how
-// many deliveries it queued; an id that names no delivery of the hook is
-// webhook.ErrNoSuchDelivery.
+// sent again, a ready one is brought forward, a leased one is left alone. It
+// returns how many deliveries it queued (0 or 1); an id that names no
+// delivery of the hook is webhook.ErrNoSuchDelivery.
+//
+// An empty deliveryID redelivers every dead letter the hook has now, in the
+// background (see jobs.go): Redeliver stores the job and returns 0 at once.
 func (q *Queue) Redeliver(ctx context.Context, hookID, deliveryID string) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	now := q.opts.Now().UnixMilli()
-	var total int
-	if deliveryID != "" {
-		if !validID(deliveryID) || !validHookID(hookID) {
-			return 0, webhook.ErrNoSuchDelivery
-		}
-		n, err := q.requeue([]string{deliveryID}, hookID, now, true)
-		if err != nil {
-			return 0, err
-		}
-		total = n
-	} else {
+	now := q.opts.Now()
+	if deliveryID == "" {
 		if !validHookID(hookID) {
 			return 0, nil
 		}
-		after := ""
-		for {
-			ids, err := q.hookIDs(hookID, after, batch)
-			if err != nil {
-				return total, fmt.Errorf("redeliver: %w", err)
-			}
-			if len(ids) == 0 {
-				break
-			}
-			after = ids[len(ids)-1]
-			n, err := q.requeue(ids, hookID, now, false)
-			total += n
-			if err != nil {
-				return total, err
-			}
+		if err := q.startRedeliverAll(hookID, now); err != nil {
+			return 0, fmt.Errorf("redeliver: %w", err)
 		}
+		return 0, nil
 	}
-	if total > 0 {
+	if !validID(deliveryID) || !validHookID(hookID) {
+		return 0, webhook.ErrNoSuchDelivery
+	}
+	n, err := q.requeue([]string{deliveryID}, hookID, now.UnixMilli(), true, nil)
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
 		if err := q.sync(); err != nil {
-			return total, fmt.Errorf("redeliver: sync: %w", err)
+			return n, fmt.Errorf("redeliver: sync: %w", err)
 		}
 		q.poke()
 	}
-	return total, nil
+	return n, nil
 }
 
-// requeue makes ids of hook ready at now. With one (an explicit id), any
-// state but leased qualifies; otherwise only dead letters do.
-func (q *Queue) requeue(ids []string, hook string, now int64, one bool) (int, error) {
+// requeue makes ids of hook ready at now, in one transaction that also runs
+// also (when not nil) first. With one (an explicit id), any state but leased
+// qualifies; otherwise only dead letters do.
+func (q *Queue) requeue(ids []string, hook string, now int64, one bool, also func(txn *badger.Txn) error) (int, error) {
 	var fromDead, fromDone, moved int
 	err := q.update(func(txn *badger.Txn) error {
 		fromDead, fromDone, moved = 0, 0, 0
+		if also != nil {
+			if err := also(txn); err != nil {
+				return err
+			}
+		}
 		for _, id := range ids {
 			rec, err := getRecord(txn, id)
 			if errors.Is(err, badger.ErrKeyNotFound) || (err == nil && rec.Hook != hook) {

@@ -58,6 +58,7 @@ type Queue struct {
 
 	fault  func(op string) error // test seam: an injected store error for op (see inject)
 	parked parkedOutcomes        // outcomes whose commit failed, retried by Run
+	jobs   jobs                  // background work of the management calls (jobs.go)
 }
 
 // record is a delivery record (q/d/<id>).
