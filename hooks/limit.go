@@ -6,8 +6,8 @@ import (
 )
 
 // limiter allows each key at most max calls in any window (a sliding log),
-// as Ocean limits i/webhooks/test per user. Memory is bounded by the keys
-// seen within one window.
+// as Ocean limits i/webhooks/test per user (and we limit our deliveries and
+// redeliver). Memory is bounded by the keys seen within one window.
 type limiter struct {
 	max    int
 	window time.Duration
