@@ -519,6 +519,8 @@ func deleteDelivery(txn *badger.Txn, id string, rec record) error {
 		keys = append(keys, keyLease(id))
 	case webhook.StateDelivered, webhook.StateDead:
 		keys = append(keys, keyExpiry(rec.Expires, id))
+	case StateHeld:
+		keys = append(keys, keyHeldAt(rec.Due, id), keyHeldByKey(rec.Key, id))
 	}
 	for _, k := range keys {
 		if err := txn.Delete(k); err != nil {

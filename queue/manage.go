@@ -59,9 +59,9 @@ func (q *Queue) cancelBatch(hook string) (removed int, done bool, err error) {
 	if err != nil {
 		return 0, false, err
 	}
-	var ready, leased, dead int64
+	var ready, leased, dead, held int64
 	err = q.update(func(txn *badger.Txn) error {
-		ready, leased, dead = 0, 0, 0
+		ready, leased, dead, held = 0, 0, 0, 0
 		if err := txn.Delete(keyJob(hook)); err != nil {
 			return err
 		}
@@ -83,6 +83,8 @@ func (q *Queue) cancelBatch(hook string) (removed int, done bool, err error) {
 				leased++
 			case webhook.StateDead:
 				dead++
+			case StateHeld:
+				held++
 			}
 			if err := deleteDelivery(txn, id, rec); err != nil {
 				return err
@@ -96,6 +98,7 @@ func (q *Queue) cancelBatch(hook string) (removed int, done bool, err error) {
 	q.ready.Add(-ready)
 	q.leased.Add(-leased)
 	q.dead.Add(-dead)
+	q.held.Add(-held)
 	return len(ids), len(ids) == 0, nil
 }
 
@@ -274,7 +277,7 @@ func (q *Queue) requeue(ids []string, hook string, now int64, one bool, also fun
 				continue
 			}
 			switch rec.State {
-			case webhook.StateLeased:
+			case webhook.StateLeased, StateHeld: // a held one goes out when its hold ends
 				continue
 			case webhook.StateReady:
 				if err := txn.Delete(keyReady(hook, rec.Due, id)); err != nil {

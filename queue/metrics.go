@@ -40,6 +40,7 @@ func newMetrics(q *Queue) *metrics {
 			ready:  prometheus.NewDesc("oceanhooks_queue_ready", "Deliveries waiting for their due time or a worker.", nil, nil),
 			leased: prometheus.NewDesc("oceanhooks_queue_leased", "Deliveries being attempted.", nil, nil),
 			dead:   prometheus.NewDesc("oceanhooks_queue_dead", "Dead letters kept for redelivery.", nil, nil),
+			held:   prometheus.NewDesc("oceanhooks_queue_held", "Deliveries held until Ocean's event stream confirms their event.", nil, nil),
 			oldest: prometheus.NewDesc("oceanhooks_queue_oldest_ready_age_seconds", "How long the most overdue ready delivery has been due.", nil, nil),
 		},
 	}
@@ -50,14 +51,15 @@ func (m *metrics) register(r prometheus.Registerer) error {
 }
 
 type depthCollector struct {
-	q                           *Queue
-	ready, leased, dead, oldest *prometheus.Desc
+	q                                 *Queue
+	ready, leased, dead, held, oldest *prometheus.Desc
 }
 
 func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.ready
 	ch <- c.leased
 	ch <- c.dead
+	ch <- c.held
 	ch <- c.oldest
 }
 
@@ -66,6 +68,7 @@ func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(q.ready.Load()))
 	ch <- prometheus.MustNewConstMetric(c.leased, prometheus.GaugeValue, float64(q.leased.Load()))
 	ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(q.dead.Load()))
+	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(q.held.Load()))
 	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, q.oldestReadyAge().Seconds())
 }
 

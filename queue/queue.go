@@ -52,6 +52,7 @@ type Queue struct {
 	running atomic.Bool
 
 	ready, leased, dead atomic.Int64 // depth gauges
+	held                atomic.Int64 // deliveries waiting for confirmation (see Hold)
 	gcRuns              atomic.Int64 // value-log GC rounds, for tests
 
 	beforeWrite func() // test seam: runs before each enqueue write (a stalled disk)
@@ -73,6 +74,8 @@ type record struct {
 	Logged   int    `json:"logged"`   // attempt log entries ever written
 	Due      int64  `json:"due,omitempty"`
 	Expires  int64  `json:"expires,omitempty"`
+	Key      string `json:"key,omitempty"` // hashed event key of a held delivery (see Hold)
+	Occ      string `json:"occ,omitempty"` // a held delivery's occurrence: the first delivery id of its event
 }
 
 // hookState is the scheduler's view of one hook.
@@ -182,6 +185,11 @@ func (q *Queue) load() error {
 			q.notifyLocked(hook, due)
 		}
 		it.Close()
+		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pHeld)})
+		for it.Rewind(); it.Valid(); it.Next() {
+			q.held.Add(1)
+		}
+		it.Close()
 		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pExpiry), PrefetchValues: true, PrefetchSize: 256})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -231,9 +239,12 @@ func (q *Queue) Enqueue(ctx context.Context, events []webhook.Event) (int, error
 
 // pending is one delivery on its way into the store.
 type pending struct {
-	id   string
-	rec  record
-	body []byte
+	id     string
+	rec    record
+	body   []byte
+	key    string // the event's Key
+	occ    string // the id of the first delivery of the same event
+	recurs bool   // the event's Recurs
 }
 
 // prepare builds the deliveries of events, one per active subscribed hook.
@@ -242,6 +253,7 @@ func (q *Queue) prepare(events []webhook.Event) ([]pending, error) {
 	ms := now.UnixMilli()
 	var items []pending
 	for _, ev := range events {
+		first := len(items)
 		for _, t := range q.hooks.ActiveHooks(ev.UserID, ev.Type) {
 			if !validHookID(t.HookID) {
 				q.opts.Logger.Error("hook id unusable as a key; event not queued", "hook", t.HookID, "type", ev.Type)
@@ -257,7 +269,12 @@ func (q *Queue) prepare(events []webhook.Event) ([]pending, error) {
 			if err != nil {
 				return nil, fmt.Errorf("enqueue %s: %w", ev.Type, err)
 			}
-			items = append(items, pending{id: q.ids.Next(now), rec: rec, body: body})
+			id := q.ids.Next(now)
+			occ := id
+			if len(items) > first {
+				occ = items[first].id
+			}
+			items = append(items, pending{id: id, rec: rec, body: body, key: ev.Key, occ: occ, recurs: ev.Recurs})
 		}
 	}
 	return items, nil

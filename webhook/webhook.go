@@ -48,6 +48,15 @@ type Event struct {
 	Type   string
 	UserID string
 	Body   json.RawMessage
+	// Key names the domain event across sources (the API tap and Ocean's
+	// event stream), so that one event seen by both is delivered once; ""
+	// where the event is not merged.
+	Key string
+	// Recurs says the same Key can stand for several events (a user
+	// followed, unfollowed and followed again): each event with it is one
+	// occurrence, matched one to one across sources. Without it, events of
+	// one Key are repeats of one event (Ocean publishes a note twice).
+	Recurs bool
 }
 
 // Delivery states as shown to users and operators.

@@ -20,9 +20,9 @@ type Server struct {
 	Addr     string // host:port on loopback
 	password string // the default user's, when WithPassword set one
 	dir      string
-	conf string
-	cmd  *exec.Cmd
-	t    testing.TB
+	conf     string
+	cmd      *exec.Cmd
+	t        testing.TB
 }
 
 // Option adds to the server's configuration.

@@ -1,0 +1,489 @@
+package queue
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// Held deliveries wait for a second source to confirm their event (Ocean's
+// event stream confirming what the API tap derived). They are stored like
+// ready ones, durably, but sit outside the ready index until Confirm makes
+// them ready with the confirming body, or Settle ends the hold.
+//
+//	q/w/<until:8><id>     hold index, by the time the hold ends
+//	q/k/<key>/<id>        held deliveries of one event key
+//	q/e/<key>             the event key's state, with a TTL: 'h' held; 'c' confirmed; or
+//	                      'n' and a 4-byte count of confirmed occurrences no hold matched yet
+//
+// <key> is the hex SHA-256 of webhook.Event.Key, so any key is safe in a
+// Badger key. Hold and Confirm both read and write q/e/<key>, so Badger's
+// conflict detection orders them: whichever commits second sees the first.
+//
+// An event that does not recur (a note, a mention: its key names a note) is
+// confirmed once; later events of its key are repeats. A recurring event (a
+// follow: its key names two users, who may follow, unfollow and follow again)
+// is matched occurrence by occurrence: a confirmation releases the oldest
+// held occurrence, or, when none is held, leaves a credit that the next hold
+// of the key uses up instead of holding.
+const (
+	pHeld      = "q/w/"
+	pHeldByKey = "q/k/"
+	pEventKey  = "q/e/"
+
+	// StateHeld is a delivery waiting for its event to be confirmed.
+	StateHeld = "held"
+
+	keyHeld      = 'h'
+	keyConfirmed = 'c'
+	keyCredits   = 'n'
+	maxConflicts = 64
+)
+
+// keyState is the decoded q/e/<key>.
+type keyState struct {
+	mode    byte   // 0 (unknown key), keyHeld, keyConfirmed or keyCredits
+	credits uint32 // with keyCredits
+}
+
+func (k keyState) value() []byte {
+	if k.mode != keyCredits {
+		return []byte{k.mode}
+	}
+	return binary.BigEndian.AppendUint32([]byte{keyCredits}, k.credits)
+}
+
+func hashKey(k string) string {
+	sum := sha256.Sum256([]byte(k))
+	return hex.EncodeToString(sum[:])
+}
+
+func keyHeldAt(until int64, id string) []byte { return withTime(pHeld, until, id) }
+func keyHeldByKey(h, id string) []byte        { return []byte(pHeldByKey + h + "/" + id) }
+func heldByKeyPrefix(h string) []byte         { return []byte(pHeldByKey + h + "/") }
+func keyEvent(h string) []byte                { return []byte(pEventKey + h) }
+
+// Hold stores one held delivery per active subscribed hook of each event,
+// each event by its Key, until until; an event whose key was confirmed less
+// than remember ago is not stored at all (its twin came first). Like Enqueue
+// it returns once the deliveries are on disk, or gives up when ctx ends.
+func (q *Queue) Hold(ctx context.Context, events []webhook.Event, until time.Time, remember time.Duration) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	for _, ev := range events {
+		if ev.Key == "" {
+			return 0, fmt.Errorf("hold %s: event without a key", ev.Type)
+		}
+	}
+	items, err := q.prepare(events)
+	if err != nil || len(items) == 0 {
+		return 0, err
+	}
+	ms := until.UnixMilli()
+	for i := range items {
+		items[i].rec.State, items[i].rec.Due = StateHeld, ms
+	}
+	// Badger's TTLs run on the wall clock: the key outlives the hold by
+	// remember, measured from the queue's clock.
+	ttl := max(until.Sub(q.opts.Now()), 0) + remember
+	return q.await(ctx, func() (int, error) { return q.writeHeld(items, ttl) })
+}
+
+// await runs write in its own goroutine and waits for it or for ctx.
+func (q *Queue) await(ctx context.Context, write func() (int, error)) (int, error) {
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := write()
+		done <- result{n, err}
+	}()
+	select {
+	case r := <-done:
+		return r.n, r.err
+	case <-ctx.Done():
+		q.m.abandoned.Inc()
+		return 0, fmt.Errorf("hold: gave up waiting for the disk: %w", ctx.Err())
+	}
+}
+
+func (q *Queue) writeHeld(items []pending, ttl time.Duration) (int, error) {
+	if q.beforeWrite != nil {
+		q.beforeWrite()
+	}
+	var stored int
+	err := q.retryConflicts(func(txn *badger.Txn) error {
+		stored = 0
+		skip := map[string]bool{} // by occurrence: its twin came first
+		decided := map[string]bool{}
+		for _, it := range items {
+			h := hashKey(it.key)
+			if !decided[it.occ] {
+				decided[it.occ] = true
+				st, err := eventKeyState(txn, h)
+				if err != nil {
+					return err
+				}
+				switch {
+				case !it.recurs && st.mode == keyConfirmed:
+					skip[it.occ] = true
+					continue
+				case it.recurs && st.mode == keyCredits && st.credits > 0:
+					skip[it.occ] = true
+					st.credits--
+				default:
+					st = keyState{mode: keyHeld}
+				}
+				if err := txn.SetEntry(badger.NewEntry(keyEvent(h), st.value()).WithTTL(ttl)); err != nil {
+					return err
+				}
+			}
+			if skip[it.occ] {
+				continue
+			}
+			rec := it.rec
+			rec.Key, rec.Occ = h, it.occ
+			if err := putRecord(txn, it.id, rec); err != nil {
+				return err
+			}
+			for _, e := range [][2][]byte{
+				{keyBody(it.id), it.body},
+				{keyHook(rec.Hook, it.id), nil},
+				{keyHeldAt(rec.Due, it.id), nil},
+				{keyHeldByKey(h, it.id), nil},
+			} {
+				if err := txn.Set(e[0], e[1]); err != nil {
+					return err
+				}
+			}
+			stored++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("hold: %w", err)
+	}
+	if err := q.sync(); err != nil {
+		return 0, fmt.Errorf("hold: sync: %w", err)
+	}
+	q.held.Add(int64(stored))
+	q.m.enqueued.Add(float64(stored))
+	return stored, nil
+}
+
+// Confirm takes events from the confirming source, each by its Key. The held
+// deliveries of an event get its body and become ready at once, keeping
+// their eventIds; an event with nothing held is stored as new deliveries; an
+// event whose key was already confirmed is a repeat and is ignored. The key
+// is remembered as confirmed for remember, so a Hold of it after this one
+// stores nothing. It returns once everything is on disk.
+func (q *Queue) Confirm(ctx context.Context, events []webhook.Event, remember time.Duration) (ConfirmResult, error) {
+	if err := ctx.Err(); err != nil {
+		return ConfirmResult{}, err
+	}
+	for _, ev := range events {
+		if ev.Key == "" {
+			return ConfirmResult{}, fmt.Errorf("confirm %s: event without a key", ev.Type)
+		}
+	}
+	var res ConfirmResult
+	_, err := q.await(ctx, func() (int, error) {
+		var err error
+		res, err = q.writeConfirm(events, remember)
+		return 0, err
+	})
+	return res, err
+}
+
+// ConfirmResult counts what Confirm did.
+type ConfirmResult struct {
+	Released int // held deliveries made ready with the confirming body
+	New      int // deliveries stored for events nobody held
+	Repeats  int // events whose key was already confirmed
+}
+
+type confirmed struct {
+	id  string
+	rec record
+}
+
+func (q *Queue) writeConfirm(events []webhook.Event, remember time.Duration) (ConfirmResult, error) {
+	if q.beforeWrite != nil {
+		q.beforeWrite()
+	}
+	now := q.opts.Now()
+	ms := now.UnixMilli()
+	var res ConfirmResult
+	var released []confirmed
+	var fresh []pending
+	err := q.retryConflicts(func(txn *badger.Txn) error {
+		res, released, fresh = ConfirmResult{}, released[:0], fresh[:0]
+		seen := map[string]bool{}
+		for _, ev := range events {
+			h := hashKey(ev.Key)
+			st, err := eventKeyState(txn, h)
+			if err != nil {
+				return err
+			}
+			if !ev.Recurs && (st.mode == keyConfirmed || seen[h]) {
+				res.Repeats++
+				continue
+			}
+			seen[h] = true
+			var ids []string
+			if st.mode == keyHeld {
+				if ids, err = heldIDs(txn, h); err != nil {
+					return err
+				}
+			}
+			occ := "" // a recurring event releases the oldest held occurrence only
+			n := 0
+			for _, id := range ids {
+				rec, err := getRecord(txn, id)
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					if err := txn.Delete(keyHeldByKey(h, id)); err != nil {
+						return err
+					}
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if rec.State != StateHeld || (ev.Recurs && occ != "" && rec.Occ != occ) {
+					continue
+				}
+				if ev.Recurs && occ == "" {
+					occ = rec.Occ
+				}
+				body, err := q.envelope(rec, ev.Body)
+				if err != nil {
+					return err
+				}
+				held := rec.Due
+				rec.State, rec.Due = webhook.StateReady, ms
+				for _, k := range [][]byte{keyHeldAt(held, id), keyHeldByKey(h, id)} {
+					if err := txn.Delete(k); err != nil {
+						return err
+					}
+				}
+				if err := putRecord(txn, id, rec); err != nil {
+					return err
+				}
+				if err := txn.Set(keyBody(id), body); err != nil {
+					return err
+				}
+				if err := txn.Set(keyReady(rec.Hook, ms, id), nil); err != nil {
+					return err
+				}
+				released = append(released, confirmed{id, rec})
+				n++
+			}
+			next := keyState{mode: keyConfirmed}
+			switch {
+			case ev.Recurs && n > 0:
+				next = keyState{mode: keyHeld} // other occurrences may still be held
+			case ev.Recurs && st.mode == keyCredits:
+				next = keyState{mode: keyCredits, credits: st.credits + 1}
+			case ev.Recurs:
+				next = keyState{mode: keyCredits, credits: 1}
+			}
+			if err := txn.SetEntry(badger.NewEntry(keyEvent(h), next.value()).WithTTL(remember)); err != nil {
+				return err
+			}
+			if n > 0 {
+				res.Released += n
+				continue
+			}
+			items, err := q.prepare([]webhook.Event{ev})
+			if err != nil {
+				return err
+			}
+			for _, it := range items {
+				if err := putPending(txn, it); err != nil {
+					return err
+				}
+			}
+			fresh = append(fresh, items...)
+			res.New += len(items)
+		}
+		return nil
+	})
+	if err != nil {
+		return ConfirmResult{}, fmt.Errorf("confirm: %w", err)
+	}
+	if err := q.sync(); err != nil {
+		return ConfirmResult{}, fmt.Errorf("confirm: sync: %w", err)
+	}
+	q.held.Add(-int64(len(released)))
+	q.ready.Add(int64(len(released) + len(fresh)))
+	q.m.enqueued.Add(float64(len(fresh)))
+	q.mu.Lock()
+	for _, c := range released {
+		q.notifyLocked(c.rec.Hook, c.rec.Due)
+	}
+	for _, it := range fresh {
+		q.notifyLocked(it.rec.Hook, it.rec.Due)
+	}
+	q.mu.Unlock()
+	q.poke()
+	return res, nil
+}
+
+// Settle ends the holds due by now, oldest first, at most limit of them:
+// deliver(heldAt) says whether a delivery held since heldAt goes out with the
+// body it was held with (true) or is dropped (false).
+func (q *Queue) Settle(now time.Time, limit int, deliver func(heldAt time.Time) bool) (released, dropped int, err error) {
+	ms := now.UnixMilli()
+	var ready []confirmed
+	err = q.retryConflicts(func(txn *badger.Txn) error {
+		released, dropped, ready = 0, 0, ready[:0]
+		var ids []string
+		var untils []int64
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pHeld)})
+		for it.Rewind(); it.Valid() && len(ids) < limit; it.Next() {
+			until, id, ok := splitTimed(it.Item().Key(), len(pHeld))
+			if !ok {
+				continue
+			}
+			if until > ms {
+				break
+			}
+			ids, untils = append(ids, id), append(untils, until)
+		}
+		it.Close()
+		for i, id := range ids {
+			if err := txn.Delete(keyHeldAt(untils[i], id)); err != nil {
+				return err
+			}
+			rec, err := getRecord(txn, id)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if rec.State != StateHeld {
+				continue
+			}
+			if err := txn.Delete(keyHeldByKey(rec.Key, id)); err != nil {
+				return err
+			}
+			if !deliver(time.UnixMilli(rec.Created)) {
+				if err := deleteHeld(txn, id, rec); err != nil {
+					return err
+				}
+				dropped++
+				continue
+			}
+			rec.State, rec.Due = webhook.StateReady, ms
+			if err := putRecord(txn, id, rec); err != nil {
+				return err
+			}
+			if err := txn.Set(keyReady(rec.Hook, ms, id), nil); err != nil {
+				return err
+			}
+			ready = append(ready, confirmed{id, rec})
+			released++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("settle holds: %w", err)
+	}
+	q.held.Add(-int64(released + dropped))
+	q.ready.Add(int64(released))
+	if released > 0 {
+		q.mu.Lock()
+		for _, c := range ready {
+			q.notifyLocked(c.rec.Hook, c.rec.Due)
+		}
+		q.mu.Unlock()
+		q.poke()
+	}
+	return released, dropped, nil
+}
+
+// deleteHeld removes a held delivery's record, body and hook index entry.
+func deleteHeld(txn *badger.Txn, id string, rec record) error {
+	for _, k := range [][]byte{keyRecord(id), keyBody(id), keyHook(rec.Hook, id)} {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// heldIDs lists the held deliveries of the hashed event key h.
+func heldIDs(txn *badger.Txn, h string) ([]string, error) {
+	prefix := heldByKeyPrefix(h)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	var ids []string
+	for it.Rewind(); it.Valid(); it.Next() {
+		ids = append(ids, string(it.Item().Key()[len(prefix):]))
+	}
+	return ids, nil
+}
+
+// eventKeyState reads q/e/<h>; an unknown (or expired) key has mode 0.
+func eventKeyState(txn *badger.Txn, h string) (keyState, error) {
+	item, err := txn.Get(keyEvent(h))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return keyState{}, nil
+	}
+	if err != nil {
+		return keyState{}, err
+	}
+	var st keyState
+	err = item.Value(func(v []byte) error {
+		switch {
+		case len(v) == 1 && (v[0] == keyHeld || v[0] == keyConfirmed):
+			st.mode = v[0]
+		case len(v) == 5 && v[0] == keyCredits:
+			st = keyState{mode: keyCredits, credits: binary.BigEndian.Uint32(v[1:])}
+		}
+		return nil
+	})
+	return st, err
+}
+
+// putPending writes a new ready delivery.
+func putPending(txn *badger.Txn, it pending) error {
+	if err := putRecord(txn, it.id, it.rec); err != nil {
+		return err
+	}
+	for _, e := range [][2][]byte{
+		{keyBody(it.id), it.body},
+		{keyHook(it.rec.Hook, it.id), nil},
+		{keyReady(it.rec.Hook, it.rec.Due, it.id), nil},
+	} {
+		if err := txn.Set(e[0], e[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retryConflicts runs fn in a read-write transaction and commits it, again
+// from the start when Badger reports a conflict with a concurrent commit.
+func (q *Queue) retryConflicts(fn func(txn *badger.Txn) error) error {
+	var err error
+	for range maxConflicts {
+		err = q.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+	}
+	return err
+}
