@@ -50,7 +50,7 @@ func (h hooks) Target(id string) (webhook.Target, bool) {
 	return webhook.Target{HookID: id, URL: h.url}, true
 }
 func (hooks) RecordAttempt(string, time.Time, int) {}
-func (hooks) Deactivate(string)                     {}
+func (hooks) Deactivate(string)                    {}
 
 // receiver records the bodies of the deliveries it gets.
 type receiver struct {
@@ -80,10 +80,10 @@ func (rc *receiver) got() []string {
 }
 
 type fixture struct {
-	q   *queue.Queue
-	m   *Merger
-	clk *clock
-	rc  *receiver
+	q    *queue.Queue
+	m    *Merger
+	clk  *clock
+	rc   *receiver
 	dir  string
 	stop func() // stops the queue and closes its store
 }
