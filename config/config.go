@@ -36,6 +36,7 @@ const (
 	DefaultDeadLetterTTL       = 7 * 24 * time.Hour
 	DefaultGCInterval          = 5 * time.Minute
 	DefaultObserveTimeout      = 10 * time.Second
+	DefaultConfirmWindow       = 5 * time.Second
 	// DefaultAdminTokenFile is empty: the token lives in AdminTokenFileName
 	// inside dataDir, generated at the first start.
 	DefaultAdminTokenFile     = ""
@@ -74,6 +75,7 @@ type Config struct {
 	// attempts get to finish after SIGTERM/SIGINT. Default 30s.
 	ShutdownGrace Duration `yaml:"shutdownGrace"`
 
+	Ocean    Ocean    `yaml:"ocean"`
 	Admin    Admin    `yaml:"admin"`
 	Log      Log      `yaml:"log"`
 	Proxy    Proxy    `yaml:"proxy"`
@@ -81,6 +83,33 @@ type Config struct {
 	Events   Events   `yaml:"events"`
 	Delivery Delivery `yaml:"delivery"`
 	Store    Store    `yaml:"store"`
+}
+
+// Ocean configures what oceanhooks reads from Ocean besides its API.
+type Ocean struct {
+	Redis Redis `yaml:"redis"`
+}
+
+// Redis is the Redis that Ocean publishes its events on: Ocean's
+// redisForPubsub section, else its redis section. With it, every event Ocean
+// fires is taken from Ocean's own event stream (federation, scheduled notes
+// and thread mutes included); without it, the API tap alone is used.
+type Redis struct {
+	// URL is redis://[user[:password]@]host:port[/db], or rediss:// for TLS.
+	// Default: empty, which turns the event stream off.
+	URL string `yaml:"url"`
+	// Password replaces the URL's password when set; give it through
+	// OCEANHOOKS_OCEAN_REDIS_PASSWORD to keep it out of the file. Default empty.
+	Password string `yaml:"password"`
+	// DB is the database number; it does not matter to pub/sub, but is
+	// accepted as Ocean's config has it. Default 0 (or the URL's).
+	DB int `yaml:"db"`
+	// TLS connects with TLS even with a redis:// URL. Default false.
+	TLS bool `yaml:"tls"`
+	// Channel is the pub/sub channel Ocean publishes on: Ocean's config.host,
+	// the host of its url with the port if it has one ("ocean.example",
+	// "127.0.0.1:3000"). Default: the host of publicURL (or of upstream).
+	Channel string `yaml:"channel"`
 }
 
 // Admin configures who may use the admin listener (adminListen).
@@ -156,6 +185,12 @@ type Events struct {
 	// tapped API call needs while its events are derived (the caller's
 	// identity, relations, public user views). Default 3s.
 	ReadTimeout Duration `yaml:"readTimeout"`
+	// ConfirmWindow is how long, with Ocean's event stream configured, an
+	// event the API tap derived waits for its twin on the stream. A twin
+	// arriving sends the event at once with Ocean's body; without one, the
+	// event is dropped if the stream was up all along (Ocean chose not to
+	// fire it) and sent as derived if it was not. Default 5s.
+	ConfirmWindow Duration `yaml:"confirmWindow"`
 }
 
 // Delivery configures the delivery queue and its HTTP client.
@@ -229,7 +264,10 @@ func Default() Config {
 			FailureTTL: Duration(DefaultAuthFailureTTL),
 			Timeout:    Duration(DefaultAuthTimeout),
 		},
-		Events: Events{ReadTimeout: Duration(DefaultEventsReadTimeout)},
+		Events: Events{
+			ReadTimeout:   Duration(DefaultEventsReadTimeout),
+			ConfirmWindow: Duration(DefaultConfirmWindow),
+		},
 		Delivery: Delivery{
 			HeaderPrefix:           DefaultHeaderPrefix,
 			Workers:                DefaultWorkers,

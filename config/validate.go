@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -61,6 +62,17 @@ func (c Config) validate() []Problem {
 			bad("admin.allowedHosts", "%v", err)
 		}
 	}
+	if c.Ocean.Redis.URL != "" {
+		if err := checkRedisURL(c.Ocean.Redis.URL); err != nil {
+			bad("ocean.redis.url", "%v", err)
+		}
+	}
+	if c.Ocean.Redis.DB < 0 {
+		bad("ocean.redis.db", "must be 0 or more, got %d", c.Ocean.Redis.DB)
+	}
+	if ch := c.Ocean.Redis.Channel; ch != "" && (strings.TrimSpace(ch) != ch || strings.ContainsAny(ch, "*?[")) {
+		bad("ocean.redis.channel", "must be Ocean's host as it is (no spaces, no pattern characters), got %q", ch)
+	}
 	if c.Delivery.HeaderPrefix != "Ocean" && c.Delivery.HeaderPrefix != "Misskey" {
 		bad("delivery.headerPrefix", "must be Ocean or Misskey, got %q", c.Delivery.HeaderPrefix)
 	}
@@ -77,6 +89,7 @@ func (c Config) validate() []Problem {
 		{"auth.failureTTL", c.Auth.FailureTTL},
 		{"auth.timeout", c.Auth.Timeout},
 		{"events.readTimeout", c.Events.ReadTimeout},
+		{"events.confirmWindow", c.Events.ConfirmWindow},
 		{"delivery.backoffBase", c.Delivery.BackoffBase},
 		{"delivery.backoffCap", c.Delivery.BackoffCap},
 		{"delivery.attemptTimeout", c.Delivery.AttemptTimeout},
@@ -229,6 +242,35 @@ func (c Config) AdminTokenPath() string {
 		return c.Admin.TokenFile
 	}
 	return filepath.Join(c.DataDir, AdminTokenFileName)
+}
+
+// checkRedisURL accepts redis:// and rediss:// URLs with a host. The error
+// never quotes the URL, which may hold a password.
+func checkRedisURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL (redis://host:port or rediss://host:port)")
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return fmt.Errorf("scheme must be redis or rediss, got %q", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return errors.New("has no host")
+	}
+	return nil
+}
+
+// StreamChannel is the pub/sub channel of Ocean's event stream:
+// ocean.redis.channel, else the host (with port) of publicURL or upstream.
+func (c Config) StreamChannel() string {
+	if c.Ocean.Redis.Channel != "" {
+		return c.Ocean.Redis.Channel
+	}
+	u, err := url.Parse(c.ServerURL())
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 // ServerURL is the `server` field of deliveries: PublicURL, else Upstream,

@@ -13,8 +13,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/oceanhooks/oceanhooks/stream"
 
 	"github.com/oceanhooks/oceanhooks/config"
 )
@@ -23,7 +26,9 @@ import (
 //
 //	GET /healthz     200 while the process is up
 //	GET /readyz      200 when the store is open, the upstream accepts connections
-//	                 and no shutdown has begun; else 503 with the reason
+//	                 and no shutdown has begun; else 503 with the reason; with
+//	                 the event stream configured, its state too (not a reason
+//	                 to be unready: the API tap covers local calls meanwhile)
 //	GET /metrics     Prometheus metrics of every part, Go runtime and process
 //	/hooks           the operators' hook listing (hooks.Store.OperatorHandler)
 //	/deliveries      the operators' delivery listing and redelivery (queue.Queue.OperatorHandler)
@@ -36,11 +41,18 @@ func (s *Server) adminHandler(guard *adminGuard) http.Handler {
 		writeStatus(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		body := map[string]any{"status": "ready"}
+		status := http.StatusOK
 		if reason := s.notReady(r.Context()); reason != "" {
-			writeStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": reason})
-			return
+			body = map[string]any{"status": "not ready", "reason": reason}
+			status = http.StatusServiceUnavailable
 		}
-		writeStatus(w, http.StatusOK, map[string]string{"status": "ready"})
+		if s.stream != nil {
+			// Ready either way: the API tap covers local calls while the
+			// stream is down.
+			body["stream"] = streamStatus(s.stream.Health())
+		}
+		writeStatus(w, status, body)
 	})
 	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(s.reg,
 		promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg, ErrorLog: slogPromLogger{s}})))
@@ -212,6 +224,15 @@ func normalHost(h string) string {
 		return a.Unmap().String()
 	}
 	return h
+}
+
+// streamStatus is the event stream's part of /readyz.
+func streamStatus(h stream.Health) map[string]any {
+	st := map[string]any{"connected": h.Connected, "since": h.Since.UTC().Format(time.RFC3339)}
+	if !h.Connected {
+		st["error"] = h.LastError
+	}
+	return st
 }
 
 // notReady returns why the server cannot take traffic, or "".

@@ -23,11 +23,13 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/oceanhooks/oceanhooks/config"
+	"github.com/oceanhooks/oceanhooks/confirm"
 	"github.com/oceanhooks/oceanhooks/hooks"
 	"github.com/oceanhooks/oceanhooks/matchers"
 	"github.com/oceanhooks/oceanhooks/ocean"
 	"github.com/oceanhooks/oceanhooks/proxy"
 	"github.com/oceanhooks/oceanhooks/queue"
+	"github.com/oceanhooks/oceanhooks/stream"
 )
 
 // Timeouts of the listeners that are not settings.
@@ -61,6 +63,8 @@ type Server struct {
 	hooks          *hooks.Store
 	queue          *queue.Queue
 	proxy          *proxy.Proxy
+	merger         *confirm.Merger    // nil without the event stream
+	stream         *stream.Subscriber // nil without the event stream
 
 	mainLn, adminLn net.Listener
 	main, admin     *http.Server
@@ -170,11 +174,46 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("open queue: %w", err)
 	}
-	engine := matchers.New(s.hooks, oc, s.queue, matchers.Options{
+	// Without Ocean's event stream the API tap's events go to the queue as
+	// derived; with it, through the step that merges the two sources.
+	var sink matchers.Sink = s.queue
+	if cfg.Ocean.Redis.URL != "" {
+		if s.merger, err = confirm.New(s.queue, confirm.Options{
+			Window:         cfg.Events.ConfirmWindow.D(),
+			DetectionDelay: 2 * stream.DefaultPingInterval,
+			Logger:         logger.With("component", "confirm"),
+			Registerer:     s.reg,
+		}); err != nil {
+			return nil, err
+		}
+		sink = s.merger
+	}
+	engine := matchers.New(s.hooks, oc, sink, matchers.Options{
 		Logger:      logger.With("component", "matchers"),
 		Registerer:  s.reg,
 		ReadTimeout: cfg.Events.ReadTimeout.D(),
 	})
+	if s.merger != nil {
+		r := cfg.Ocean.Redis
+		if s.stream, err = stream.New(stream.Options{
+			URL:        r.URL,
+			Password:   r.Password,
+			DB:         r.DB,
+			TLS:        r.TLS,
+			Channel:    cfg.StreamChannel(),
+			Logger:     logger.With("component", "stream"),
+			Registerer: s.reg,
+		}, s.hooks, s.merger, engine); err != nil {
+			return nil, err
+		}
+		s.stream.OnHealth(func(h stream.Health) {
+			if h.Connected {
+				s.merger.StreamUp(h.Since)
+			} else {
+				s.merger.StreamDown(h.Since)
+			}
+		})
+	}
 	api := hooks.NewAPI(s.hooks, oc, s.queue, hooks.APIOptions{
 		Logger: logger.With("component", "hooks-api"),
 	})
@@ -293,6 +332,10 @@ func (s *Server) Run(ctx context.Context) error {
 		s.shutdownHTTP()
 		return nil
 	})
+	if s.stream != nil {
+		g.Go(func() error { return s.stream.Run(gctx) })
+		g.Go(func() error { return s.merger.Run(gctx) })
+	}
 	err := g.Wait()
 	if cerr := s.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
