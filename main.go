@@ -215,7 +215,7 @@ func newApp(stdout, stderr io.Writer, environ []string) *cli.App {
 					},
 					{
 						Name:  "redeliver",
-						Usage: "queue one delivery again, or every dead letter of the hook",
+						Usage: "queue one delivery again, or start redelivering every dead letter of the hook in the background",
 						Flags: append(operatorFlags(),
 							&cli.StringFlag{Name: "webhook", Required: true, Usage: "hook `ID`"},
 							&cli.StringFlag{Name: "delivery", Usage: "delivery `ID` (default: every dead letter of the hook)"},
@@ -235,11 +235,17 @@ func newApp(stdout, stderr io.Writer, environ []string) *cli.App {
 							}
 							var out struct {
 								Redelivered *int `json:"redelivered"`
+								Started     bool `json:"started"`
 							}
-							if err := json.Unmarshal(body, &out); err != nil || out.Redelivered == nil {
+							err = json.Unmarshal(body, &out)
+							switch {
+							case err == nil && c.String("delivery") == "" && out.Started:
+								fmt.Fprintf(stdout, "started redelivering every dead letter of hook %s in the background\n", c.String("webhook"))
+							case err == nil && c.String("delivery") != "" && out.Redelivered != nil:
+								fmt.Fprintf(stdout, "queued %d deliveries again\n", *out.Redelivered)
+							default:
 								return fmt.Errorf("read admin answer: unexpected %q", body)
 							}
-							fmt.Fprintf(stdout, "queued %d deliveries again\n", *out.Redelivered)
 							return nil
 						},
 					},

@@ -425,7 +425,7 @@ func TestOperatorCommandsAgainstARunningServer(t *testing.T) {
 	t.Run("redeliver every dead letter", func(t *testing.T) {
 		stdout, _, err := runCLI(t, env, "deliveries", "redeliver", "--admin", admin, "--webhook", aliceHook)
 		require.NoError(t, err)
-		assert.Equal(t, "queued 0 deliveries again\n", stdout)
+		assert.Equal(t, "started redelivering every dead letter of hook "+aliceHook+" in the background\n", stdout)
 	})
 	t.Run("redeliver an unknown delivery", func(t *testing.T) {
 		_, _, err := runCLI(t, env, "deliveries", "redeliver", "--admin", admin, "--webhook", aliceHook, "--delivery", "aaaaaaaaaaaaaaaa")
@@ -463,7 +463,7 @@ func TestOperatorCommandsFindTheToken(t *testing.T) {
 			assert.Contains(t, stdout, "0 hooks")
 			stdout, _, err = runCLI(t, tt.env, append([]string{"deliveries", "redeliver", "--webhook", "nohook"}, tt.args...)...)
 			require.NoError(t, err)
-			assert.Contains(t, stdout, "queued 0 deliveries again")
+			assert.Contains(t, stdout, "started redelivering every dead letter of hook nohook")
 		})
 	}
 

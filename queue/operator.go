@@ -14,7 +14,9 @@ import (
 // listener, for any hook:
 //
 //	GET  ?webhookId=&limit=&untilId=          → 200 [webhook.Delivery…] newest first (no webhookId: all hooks)
-//	POST {"webhookId":…, "deliveryId":…?}     → 200 {"redelivered": n} (no deliveryId: every dead letter)
+//	POST {"webhookId":…, "deliveryId":…}      → 200 {"redelivered": n} (0 or 1)
+//	POST {"webhookId":…}                      → 200 {"started": true}: every dead letter of the hook
+//	                                            is redelivered in the background (see jobs.go)
 //
 // Errors are {"error": "<message>"} with 400, 404 (no such delivery) or 405.
 // Any URL inside an attempt's error or response text is shown as
@@ -56,6 +58,8 @@ func (q *Queue) OperatorHandler() http.Handler {
 			case err != nil:
 				q.opts.Logger.Error("operator redeliver", "err", err)
 				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "redelivery failed"})
+			case req.DeliveryID == "":
+				writeJSON(w, http.StatusOK, map[string]bool{"started": true})
 			default:
 				writeJSON(w, http.StatusOK, map[string]int{"redelivered": n})
 			}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -44,4 +45,29 @@ func TestOperatorListingMasksURLs(t *testing.T) {
 	assert.NotContains(t, string(body), "t0ken")
 	assert.Contains(t, string(body), `Unknown Webhook`)
 	assert.Contains(t, string(body), rc.URL+`/…`)
+}
+
+// TestOperatorRedeliverAll: a POST without a deliveryId answers at once that
+// the redelivery of the hook's dead letters started, not a count it cannot
+// know yet, and every dead letter is then sent again.
+func TestOperatorRedeliverAll(t *testing.T) {
+	rc := newReceiver(t, always(http.StatusForbidden))
+	hooks := newFakeHooks()
+	hooks.add("h1", "u1", rc.URL, "", "note")
+	q := openQueue(t, openDB(t, ""), hooks, testOptions(nil))
+	runQueue(t, q)
+	enqueue(t, q, event("u1", "note", `{}`), event("u1", "note", `{}`))
+	require.Eventually(t, func() bool { return q.dead.Load() == 2 }, waitFor, tick)
+	require.Equal(t, 2, rc.count(), "precondition: each delivery was sent once")
+	srv := httptest.NewServer(q.OperatorHandler())
+	t.Cleanup(srv.Close)
+
+	resp, err := http.Post(srv.URL+"/deliveries", "application/json", strings.NewReader(`{"webhookId":"h1"}`))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.JSONEq(t, `{"started":true}`, string(body))
+	require.Eventually(t, func() bool { return rc.count() == 4 && q.dead.Load() == 2 }, waitFor, tick)
 }
