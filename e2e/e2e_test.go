@@ -114,7 +114,13 @@ func baseConfig(t *testing.T, upstream, dataDir string) config.Config {
 
 func startSidecar(t *testing.T, cfg config.Config) *sidecar {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	return startSidecarWith(t, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// startSidecarWith runs the sidecar of cfg logging to logger until the test
+// ends (then it must stop within a minute).
+func startSidecarWith(t *testing.T, cfg config.Config, logger *slog.Logger) *sidecar {
+	t.Helper()
 	s, err := server.New(cfg, logger)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

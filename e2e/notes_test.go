@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -13,31 +12,13 @@ import (
 
 	"github.com/oceanhooks/oceanhooks/internal/oceantest"
 	"github.com/oceanhooks/oceanhooks/internal/testlog"
-	"github.com/oceanhooks/oceanhooks/server"
 )
 
 // startSidecarLogging is startSidecar with its log kept in logs (debug and up).
 func startSidecarLogging(t *testing.T, upstream string, logs *testlog.Buffer) *sidecar {
 	t.Helper()
 	cfg := baseConfig(t, upstream, t.TempDir())
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := server.New(cfg, logger)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	sc := &sidecar{Server: s, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		sc.err = s.Run(ctx)
-		close(sc.done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-sc.done:
-		case <-time.After(time.Minute):
-			t.Error("sidecar did not stop")
-		}
-	})
-	return sc
+	return startSidecarWith(t, cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 }
 
 // postNote posts notes/create through the sidecar and returns the created
