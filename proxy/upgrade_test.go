@@ -53,19 +53,36 @@ func wsUpstream(t *testing.T) *httptest.Server {
 	}))
 }
 
-func dialWS(t *testing.T, sc *sidecar) *websocket.Conn {
+// dial asks sc for a WebSocket at path (and a query), over a transport of
+// its own.
+func dial(t *testing.T, sc *sidecar, path string) (*websocket.Conn, *http.Response, error) {
 	t.Helper()
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	ctx, cancel := context.WithTimeout(t.Context(), guard)
 	defer cancel()
-	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(sc.srv.URL, "http")+"/streaming?i=tok",
+	return websocket.Dial(ctx, "ws"+strings.TrimPrefix(sc.srv.URL, "http")+path,
 		&websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+}
+
+func dialWS(t *testing.T, sc *sidecar) *websocket.Conn {
+	t.Helper()
+	c, resp, err := dial(t, sc, "/streaming?i=tok")
 	require.NoError(t, err)
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
 	c.SetReadLimit(1 << 20)
 	t.Cleanup(func() { c.CloseNow() })
 	return c
+}
+
+// dialRefused asks sc for a WebSocket that it must refuse, and returns the
+// answer it gave instead.
+func dialRefused(t *testing.T, sc *sidecar) *http.Response {
+	t.Helper()
+	_, resp, err := dial(t, sc, "/streaming")
+	require.Error(t, err, "the upgrade is refused")
+	require.NotNil(t, resp)
+	return resp
 }
 
 func readMsg(t *testing.T, c *websocket.Conn) (websocket.MessageType, []byte) {
@@ -238,15 +255,7 @@ func TestShutdownWithoutUpgrades(t *testing.T) {
 		cancel()
 		require.NoError(t, sc.p.Shutdown(ctx))
 
-		tr := &http.Transport{}
-		t.Cleanup(tr.CloseIdleConnections)
-		dctx, dcancel := context.WithTimeout(t.Context(), guard)
-		defer dcancel()
-		_, resp, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(sc.srv.URL, "http")+"/streaming",
-			&websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
-		require.Error(t, err, "an upgrade after the grace period is refused")
-		require.NotNil(t, resp)
-		assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+		assert.Equal(t, http.StatusBadGateway, dialRefused(t, sc).StatusCode)
 		assert.Zero(t, openUpgrades(sc.p))
 	})
 }
@@ -260,15 +269,7 @@ func TestUpgradeAfterGraceIsRefused(t *testing.T) {
 	cancel()
 	require.NoError(t, sc.p.Shutdown(ctx))
 
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	dctx, dcancel := context.WithTimeout(t.Context(), guard)
-	defer dcancel()
-	_, resp, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(sc.srv.URL, "http")+"/streaming",
-		&websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
-	require.Error(t, err)
-	require.NotNil(t, resp)
-	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	assert.Equal(t, http.StatusBadGateway, dialRefused(t, sc).StatusCode)
 	assert.Zero(t, testutilValue(sc.p.m.upstreamErrors[upstreamUnavailable]), "not an upstream failure")
 }
 
