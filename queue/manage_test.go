@@ -344,15 +344,7 @@ func TestNoResponseBodyFromAllowedPrivateAddress(t *testing.T) {
 }
 
 func TestOperatorHandler(t *testing.T) {
-	rc := newReceiver(t, always(http.StatusForbidden))
-	hooks := newFakeHooks()
-	hooks.add("h1", "u1", rc.URL, "", "note")
-	q := openQueue(t, openDB(t, ""), hooks, testOptions(nil))
-	runQueue(t, q)
-	enqueue(t, q, event("u1", "note", `{}`), event("u1", "note", `{}`))
-	require.Eventually(t, func() bool { return q.dead.Load() == 2 }, waitFor, tick)
-	srv := httptest.NewServer(q.OperatorHandler())
-	t.Cleanup(srv.Close)
+	q, rc, srv := operatorWithDeadLetters(t, 2)
 
 	do := func(method, query, body string) (int, string) {
 		req, err := http.NewRequest(method, srv.URL+query, strings.NewReader(body))

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/oceanhooks/oceanhooks/webhook"
 )
 
 // TestOperatorListingMasksURLs: a receiver that echoes its own URL (a
@@ -51,16 +53,8 @@ func TestOperatorListingMasksURLs(t *testing.T) {
 // the redelivery of the hook's dead letters started, not a count it cannot
 // know yet, and every dead letter is then sent again.
 func TestOperatorRedeliverAll(t *testing.T) {
-	rc := newReceiver(t, always(http.StatusForbidden))
-	hooks := newFakeHooks()
-	hooks.add("h1", "u1", rc.URL, "", "note")
-	q := openQueue(t, openDB(t, ""), hooks, testOptions(nil))
-	runQueue(t, q)
-	enqueue(t, q, event("u1", "note", `{}`), event("u1", "note", `{}`))
-	require.Eventually(t, func() bool { return q.dead.Load() == 2 }, waitFor, tick)
+	q, rc, srv := operatorWithDeadLetters(t, 2)
 	require.Equal(t, 2, rc.count(), "precondition: each delivery was sent once")
-	srv := httptest.NewServer(q.OperatorHandler())
-	t.Cleanup(srv.Close)
 
 	resp, err := http.Post(srv.URL+"/deliveries", "application/json", strings.NewReader(`{"webhookId":"h1"}`))
 	require.NoError(t, err)
@@ -70,4 +64,25 @@ func TestOperatorRedeliverAll(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.JSONEq(t, `{"started":true}`, string(body))
 	require.Eventually(t, func() bool { return rc.count() == 4 && q.dead.Load() == 2 }, waitFor, tick)
+}
+
+// operatorWithDeadLetters runs a queue whose hook h1 (of u1) has n dead
+// letters, its receiver refusing every delivery with a 403, and serves the
+// queue's OperatorHandler.
+func operatorWithDeadLetters(t *testing.T, n int) (*Queue, *receiver, *httptest.Server) {
+	t.Helper()
+	rc := newReceiver(t, always(http.StatusForbidden))
+	hooks := newFakeHooks()
+	hooks.add("h1", "u1", rc.URL, "", "note")
+	q := openQueue(t, openDB(t, ""), hooks, testOptions(nil))
+	runQueue(t, q)
+	evs := make([]webhook.Event, n)
+	for i := range evs {
+		evs[i] = event("u1", "note", `{}`)
+	}
+	enqueue(t, q, evs...)
+	require.Eventually(t, func() bool { return q.dead.Load() == int64(n) }, waitFor, tick)
+	srv := httptest.NewServer(q.OperatorHandler())
+	t.Cleanup(srv.Close)
+	return q, rc, srv
 }
