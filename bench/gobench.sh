@@ -12,7 +12,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 COUNT=${COUNT:-3}
 BENCHTIME=${BENCHTIME:-1s}
 command -v go >/dev/null || die "go is required"
-cmd=(go test -run '^$' -bench . -benchmem -count "$COUNT" -benchtime "$BENCHTIME" ./proxy ./matchers ./queue ./bench)
+cmd=(go test -run '^$' -bench . -benchmem -count "$COUNT" -benchtime "$BENCHTIME" ./proxy ./matchers ./queue ./stream ./bench)
 log "${cmd[*]}"
 if ! out=$(cd "$ROOT" && "${cmd[@]}" 2>&1); then
 	echo "$out" >&2
