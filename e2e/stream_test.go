@@ -140,12 +140,14 @@ func TestStreamReplaysOceansDeliveries(t *testing.T) {
 
 // TestStreamDownTheAPITapCovers: with the stream unreachable, the API tap's
 // events go out as derived once the window ends; readiness is kept and the
-// outage shows in /readyz.
+// outage shows in /readyz. When the stream is back, events are merged again:
+// once each, nothing lost, nothing repeated.
 func TestStreamDownTheAPITapCovers(t *testing.T) {
 	c := oceantest.LoadPubSub(t)
 	replay := oceantest.NewReplay(t, c)
 	rc := newReceiver(t)
-	sc := streamSidecar(t, c, replay, "redis://127.0.0.1:"+itoa(redistest.FreePort(t)), rc)
+	port := redistest.FreePort(t)
+	sc := streamSidecar(t, c, replay, "redis://127.0.0.1:"+itoa(port), rc)
 	res, err := http.Get("http://" + sc.AdminAddr().String() + "/readyz")
 	require.NoError(t, err)
 	b, _ := io.ReadAll(res.Body)
@@ -164,6 +166,30 @@ func TestStreamDownTheAPITapCovers(t *testing.T) {
 	}
 	for _, d := range s.Deliveries {
 		want = append(want, d.User+" "+d.Type)
+	}
+	assert.ElementsMatch(t, want, got)
+
+	// The stream comes back: the next calls' events are delivered once each,
+	// with Ocean's bodies, and nothing from before is sent again.
+	rs := redistest.StartOn(t, port)
+	require.Eventually(t, func() bool { return streamState(t, sc) }, streamWait, streamTick)
+	s = c.Scenario(t, "quote")
+	replay.Before = func(int) {
+		for _, m := range s.Messages {
+			_, err := rs.Publish(oceantest.PubSubHost, m)
+			assert.NoError(t, err)
+		}
+	}
+	before := len(rc.deliveries())
+	play(t, sc, c, replay, s)
+	require.Eventually(t, func() bool { return len(rc.deliveries())-before == len(s.Deliveries) }, streamWait, streamTick)
+	assert.Never(t, func() bool { return len(rc.deliveries())-before > len(s.Deliveries) }, 2*confirmWindow, 20*time.Millisecond)
+	got, want = nil, nil
+	for _, d := range rc.deliveries()[before:] {
+		got = append(got, delivered(t, d))
+	}
+	for _, d := range s.Deliveries {
+		want = append(want, native(d))
 	}
 	assert.ElementsMatch(t, want, got)
 }
