@@ -110,15 +110,15 @@ func TestDeliveryMatchesOceanCapture(t *testing.T) {
 	}
 }
 
-// verifySignature checks a Standard Webhooks v1 signature, written from the
-// scheme's description rather than from sign().
-func verifySignature(secret string, h http.Header, body []byte, now time.Time) bool {
+// verifySignature checks a Standard Webhooks v1 signature keyed by key,
+// written from the scheme's description rather than from sign().
+func verifySignature(key string, h http.Header, body []byte, now time.Time) bool {
 	id, ts := h.Get("webhook-id"), h.Get("webhook-timestamp")
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil || id == "" || now.Sub(time.Unix(sec, 0)).Abs() > 5*time.Minute {
 		return false
 	}
-	mac := hmac.New(sha256.New, []byte(secret))
+	mac := hmac.New(sha256.New, []byte(key))
 	mac.Write([]byte(id + "." + ts + "." + string(body)))
 	expected := mac.Sum(nil)
 	for _, sig := range strings.Fields(h.Get("webhook-signature")) {
@@ -140,10 +140,16 @@ func TestSignature(t *testing.T) {
 	hooks := newFakeHooks()
 	hooks.add("hsigned", "u1", rc.URL, "s3cr3t-ß", "note")
 	hooks.add("hplain", "u1", rc.URL, "", "note")
+	// Standard Webhooks secrets: the key is the base64 after "whsec_"; a
+	// secret that only looks like one is used as it is.
+	whsecKey := "\x00k\xffey-bytes"
+	whsec := "whsec_" + base64.StdEncoding.EncodeToString([]byte(whsecKey))
+	hooks.add("hwhsec", "u1", rc.URL, whsec, "note")
+	hooks.add("hnotb64", "u1", rc.URL, "whsec_not base64!", "note")
 	q := openQueue(t, openDB(t, ""), hooks, testOptions(clock))
 	runQueue(t, q)
-	require.Equal(t, 2, enqueue(t, q, event("u1", "note", `{"note":{"text":"<b>&</b>"}}`)))
-	require.Eventually(t, func() bool { return rc.count() == 2 }, 5*time.Second, 5*time.Millisecond)
+	require.Equal(t, 4, enqueue(t, q, event("u1", "note", `{"note":{"text":"<b>&</b>"}}`)))
+	require.Eventually(t, func() bool { return rc.count() == 4 }, 5*time.Second, 5*time.Millisecond)
 
 	for _, h := range rc.got() {
 		switch h.Header.Get("X-Ocean-Hook-Id") {
@@ -155,6 +161,12 @@ func TestSignature(t *testing.T) {
 			assert.False(t, verifySignature("s3cr3t-ß", h.Header, tampered, clock.Now()), "tampered body is rejected")
 			assert.False(t, verifySignature("other", h.Header, h.Body, clock.Now()), "wrong secret is rejected")
 			assert.Contains(t, string(h.Body), `"text":"<b>&</b>"`, "HTML characters are not escaped")
+		case "hwhsec":
+			assert.True(t, verifySignature(whsecKey, h.Header, h.Body, clock.Now()), "signed with the decoded key")
+			assert.False(t, verifySignature(whsec, h.Header, h.Body, clock.Now()), "not with the secret's text")
+			assert.Equal(t, whsec, h.Header.Get("X-Ocean-Hook-Secret"), "the secret header carries it as it is")
+		case "hnotb64":
+			assert.True(t, verifySignature("whsec_not base64!", h.Header, h.Body, clock.Now()))
 		case "hplain":
 			assert.Empty(t, h.Header.Get("webhook-signature"))
 			assert.Empty(t, h.Header.Get("webhook-id"))

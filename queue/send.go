@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -183,15 +184,32 @@ func (s *sender) do(ctx context.Context, c *retryablehttp.Client, to, hookID, se
 }
 
 // sign is the Standard Webhooks v1 signature: base64 of HMAC-SHA256 keyed by
-// the secret's bytes over "id.timestamp.body".
+// the secret's signing key (signingKey) over "id.timestamp.body".
 func sign(secret, id, ts string, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret))
+	m := hmac.New(sha256.New, signingKey(secret))
 	m.Write([]byte(id))
 	m.Write([]byte{'.'})
 	m.Write([]byte(ts))
 	m.Write([]byte{'.'})
 	m.Write(body)
 	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// whsecPrefix marks a secret in the Standard Webhooks format: "whsec_"
+// followed by the base64 of the signing key.
+const whsecPrefix = "whsec_"
+
+// signingKey is the HMAC key of a hook secret: the decoded key of a
+// "whsec_<base64>" secret (what the Standard Webhooks libraries take by
+// default), else the secret's own bytes (what they take with the raw
+// format). X-…-Hook-Secret carries the secret as it is either way.
+func signingKey(secret string) []byte {
+	if enc, ok := strings.CutPrefix(secret, whsecPrefix); ok {
+		if key, err := base64.StdEncoding.DecodeString(enc); err == nil && len(key) > 0 {
+			return key
+		}
+	}
+	return []byte(secret)
 }
 
 // unwrapURLError drops *url.Error's "Post <url>:" wrapper: a hook URL may
