@@ -141,6 +141,32 @@ func newApp(stdout, stderr io.Writer, environ []string) *cli.App {
 				},
 			},
 			{
+				Name:  "healthcheck",
+				Usage: "exit 0 when the running server's admin listener answers /healthz (or /readyz) with 200",
+				Description: "For container and service managers (a Docker HEALTHCHECK, a systemd watchdog script).\n" +
+					"Needs no token: /healthz and /readyz are open on the admin listener.",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "admin", Usage: "`URL` of the admin listener (default: adminListen from the config, else " + defaultAdminURL + ")"},
+					&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "the server's config `FILE` (default: $" + config.EnvConfigFile + ")"},
+					&cli.BoolFlag{Name: "ready", Usage: "ask /readyz (store open, Ocean reachable) instead of /healthz"},
+				},
+				Action: func(c *cli.Context) error {
+					base := c.String("admin")
+					if base == "" {
+						cfg, err := loadConfig(c, c.String("config"), environ)
+						if err != nil {
+							return err
+						}
+						base = "http://" + dialable(cfg.AdminListen)
+					}
+					path := "/healthz"
+					if c.Bool("ready") {
+						path = "/readyz"
+					}
+					return healthcheck(c.Context, base, path, stdout)
+				},
+			},
+			{
 				Name:  "version",
 				Usage: "print the version, Go version and build information",
 				Action: func(c *cli.Context) error {
@@ -410,6 +436,30 @@ func (a adminTarget) call(ctx context.Context, method, path string, q url.Values
 		return nil, fmt.Errorf("admin listener: %s %s: %s: %s", method, path, resp.Status, errorReason(body))
 	}
 	return body, nil
+}
+
+// healthcheck GETs base+path and succeeds on 200, printing the answer.
+func healthcheck(ctx context.Context, base, path string, w io.Writer) error {
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	_, _ = w.Write(body)
+	return nil
 }
 
 // errorReason extracts a readable reason from an error answer: Ocean's
