@@ -32,13 +32,17 @@ type nopConsumer struct{}
 
 func (nopConsumer) Observe(context.Context, *Observation) error { return nil }
 
-func benchProxy(b *testing.B, upstream string, taps []Tap) *Proxy {
+func benchProxy(b *testing.B, upstream string, taps []Tap, edit ...func(*Options)) *Proxy {
 	b.Helper()
 	u, err := url.Parse(upstream)
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := New(Options{Upstream: u, Taps: taps, Consumer: nopConsumer{}, Registerer: prometheus.NewRegistry()})
+	opts := Options{Upstream: u, Taps: taps, Consumer: nopConsumer{}, Registerer: prometheus.NewRegistry()}
+	for _, e := range edit {
+		e(&opts)
+	}
+	p, err := New(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -120,12 +124,15 @@ func fastUpstream(b *testing.B) *httptest.Server {
 }
 
 // BenchmarkProxyUntapped runs an untapped API call through the real handler
-// to a fast upstream; "stock" is a bare httputil.ReverseProxy with the same
-// transport, the floor the sidecar is measured against.
+// to a fast upstream, on the proxy's own transport and on net/http's;
+// "stock" is a bare httputil.ReverseProxy with net/http's transport, the
+// floor the sidecar is measured against.
 func BenchmarkProxyUntapped(b *testing.B) {
 	upstream := fastUpstream(b)
 	p := benchProxy(b, upstream.URL, benchTaps())
 	b.Run("oceanhooks", func(b *testing.B) { benchServe(b, p, "/api/notes/timeline") })
+	std := benchProxy(b, upstream.URL, benchTaps(), func(o *Options) { o.Transport = TransportStdlib })
+	b.Run("oceanhooks-stdlib", func(b *testing.B) { benchServe(b, std, "/api/notes/timeline") })
 	b.Run("stock", func(b *testing.B) {
 		u, _ := url.Parse(upstream.URL)
 		stock := &httputil.ReverseProxy{
@@ -133,7 +140,7 @@ func BenchmarkProxyUntapped(b *testing.B) {
 				pr.SetURL(u)
 				pr.SetXForwarded()
 			},
-			Transport: p.transport,
+			Transport: newStdTransport(Options{}),
 		}
 		benchServe(b, stock, "/api/notes/timeline")
 	})

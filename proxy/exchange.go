@@ -73,7 +73,9 @@ func (ex *exchange) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	ex.hijacked = true
 	ex.status = http.StatusSwitchingProtocols
 	ws := headerHasToken(ex.req.Header, "Upgrade", "websocket")
-	return ex.p.upgrades.track(conn, ws), brw, nil
+	uc := ex.p.upgrades.track(conn, ws).(*upgradedConn)
+	uc.br = brw.Reader
+	return uc, brw, nil
 }
 
 var errUpgradeRefused = errors.New("shutting down: no new upgraded connections")

@@ -742,6 +742,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"tapped twice", Options{Upstream: up, Consumer: &recorder{}, Taps: []Tap{{Endpoint: "notes/create"}, {Endpoint: "notes/create"}}}},
 		{"tap on a local path", Options{Upstream: up, Consumer: &recorder{}, Local: http.NotFoundHandler(),
 			Taps: []Tap{{Endpoint: "i/webhooks/create"}}}},
+		{"unknown transport", Options{Upstream: up, Transport: "h2"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -752,7 +753,20 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	p, err := New(Options{Upstream: mustURL(t, "https://ocean.example/")})
 	require.NoError(t, err)
 	assert.Equal(t, DefaultTapBodyCap, p.bodyCap)
-	assert.Equal(t, DefaultMaxIdleConnsPerHost, p.transport.MaxIdleConnsPerHost)
-	assert.Equal(t, DefaultResponseHeaderTimeout, p.transport.ResponseHeaderTimeout)
-	assert.True(t, p.transport.DisableCompression)
+	require.NotNil(t, p.lean, "the proxy's own transport is the default")
+	assert.Nil(t, p.std)
+	assert.Equal(t, DefaultMaxIdleConnsPerHost, p.lean.maxIdle)
+	assert.Equal(t, DefaultResponseHeaderTimeout, p.lean.headerTimeout)
+	assert.Equal(t, DefaultDialTimeout, p.lean.dialer.Timeout)
+	assert.Equal(t, DefaultIdleConnTimeout, p.lean.idleTimeout)
+	assert.Equal(t, "ocean.example:443", p.lean.addr)
+	assert.NotNil(t, p.lean.tlsConfig)
+
+	p, err = New(Options{Upstream: mustURL(t, "https://ocean.example/"), Transport: TransportStdlib})
+	require.NoError(t, err)
+	require.NotNil(t, p.std)
+	assert.Nil(t, p.lean)
+	assert.Equal(t, DefaultMaxIdleConnsPerHost, p.std.MaxIdleConnsPerHost)
+	assert.Equal(t, DefaultResponseHeaderTimeout, p.std.ResponseHeaderTimeout)
+	assert.True(t, p.std.DisableCompression)
 }

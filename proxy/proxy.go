@@ -43,6 +43,18 @@ const (
 	DefaultIdleConnTimeout = 90 * time.Second
 )
 
+// Values of Options.Transport.
+const (
+	// TransportLean is the proxy's own HTTP/1.1 transport (transport.go): a
+	// pool of keep-alive connections with no goroutines of its own, and
+	// upgraded connections relayed without copy buffers held while idle.
+	TransportLean = "lean"
+	// TransportStdlib is net/http's Transport, for operators who need it
+	// (the lean transport speaks HTTP/1.1 only and honours no proxy
+	// environment variables, which the sidecar never used either).
+	TransportStdlib = "stdlib"
+)
+
 // Options configures a Proxy. Only Upstream is required.
 type Options struct {
 	// Upstream is Ocean's base URL (scheme and host; no path, no query).
@@ -77,6 +89,9 @@ type Options struct {
 	// MaxIdleConnsPerHost is how many idle upstream connections are kept.
 	// Default DefaultMaxIdleConnsPerHost.
 	MaxIdleConnsPerHost int
+	// Transport is what carries requests to the upstream: TransportLean or
+	// TransportStdlib. Default TransportLean.
+	Transport string
 	// TrustedProxies are the peers (e.g. nginx) whose X-Forwarded-For,
 	// X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP are believed: their
 	// X-Forwarded-For is extended with the peer address and the others are
@@ -99,7 +114,8 @@ type Proxy struct {
 	plain  *httputil.ReverseProxy // untapped traffic: the stock path
 	tapped *httputil.ReverseProxy // tapped calls: inspects the response
 
-	transport *http.Transport
+	lean      *transport      // the upstream transport, unless std is set
+	std       *http.Transport // net/http's, when Options.Transport asks for it
 	upstream  *url.URL
 	local     http.Handler
 	trusted   []netip.Prefix
@@ -141,6 +157,11 @@ func New(opts Options) (*Proxy, error) {
 	}
 	if len(opts.Taps) > 0 && opts.Consumer == nil {
 		return nil, errors.New("proxy: taps without a consumer")
+	}
+	switch opts.Transport {
+	case "", TransportLean, TransportStdlib:
+	default:
+		return nil, fmt.Errorf("proxy: transport %q: want %q or %q", opts.Transport, TransportLean, TransportStdlib)
 	}
 	p := &Proxy{
 		upstream:       &url.URL{Scheme: up.Scheme, Host: up.Host},
@@ -188,19 +209,27 @@ func New(opts Options) (*Proxy, error) {
 		p.routes[t.Endpoint] = m.route(t.Endpoint, &t)
 	}
 
-	p.transport = newTransport(opts)
+	var rt http.RoundTripper
+	if opts.Transport == TransportStdlib {
+		p.std = newStdTransport(opts)
+		rt = p.std
+	} else {
+		s := transportSettings(opts)
+		p.lean = newLeanTransport(p.upstream, s.dial, s.header, s.idle, s.maxIdle)
+		rt = p.lean
+	}
 	errorLog := slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)
 	bufs := newBufferPool()
 	p.plain = &httputil.ReverseProxy{
 		Rewrite:      p.rewrite,
-		Transport:    p.transport,
+		Transport:    rt,
 		BufferPool:   bufs,
 		ErrorHandler: p.handleError,
 		ErrorLog:     errorLog,
 	}
 	p.tapped = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
-		Transport:      p.transport,
+		Transport:      rt,
 		BufferPool:     bufs,
 		ErrorHandler:   p.handleError,
 		ErrorLog:       errorLog,
@@ -218,34 +247,54 @@ func checkEndpoint(ep string) error {
 	return nil
 }
 
-func newTransport(opts Options) *http.Transport {
-	dialTimeout := opts.DialTimeout
-	if dialTimeout <= 0 {
-		dialTimeout = DefaultDialTimeout
+// settings are the transport options with their defaults applied.
+type settings struct {
+	dial, header, idle time.Duration // header 0: no limit
+	maxIdle            int
+}
+
+func transportSettings(opts Options) settings {
+	s := settings{dial: opts.DialTimeout, header: opts.ResponseHeaderTimeout,
+		idle: opts.IdleConnTimeout, maxIdle: opts.MaxIdleConnsPerHost}
+	if s.dial <= 0 {
+		s.dial = DefaultDialTimeout
 	}
-	headerTimeout := opts.ResponseHeaderTimeout
 	switch {
-	case headerTimeout == 0:
-		headerTimeout = DefaultResponseHeaderTimeout
-	case headerTimeout < 0:
-		headerTimeout = 0
+	case s.header == 0:
+		s.header = DefaultResponseHeaderTimeout
+	case s.header < 0:
+		s.header = 0
 	}
-	idleTimeout := opts.IdleConnTimeout
-	if idleTimeout <= 0 {
-		idleTimeout = DefaultIdleConnTimeout
+	if s.idle <= 0 {
+		s.idle = DefaultIdleConnTimeout
 	}
-	perHost := opts.MaxIdleConnsPerHost
-	if perHost <= 0 {
-		perHost = DefaultMaxIdleConnsPerHost
+	if s.maxIdle <= 0 {
+		s.maxIdle = DefaultMaxIdleConnsPerHost
 	}
-	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	return s
+}
+
+// closeIdle closes the idle upstream connections of whichever transport
+// runs.
+func (p *Proxy) closeIdle() {
+	if p.lean != nil {
+		p.lean.CloseIdleConnections()
+	}
+	if p.std != nil {
+		p.std.CloseIdleConnections()
+	}
+}
+
+func newStdTransport(opts Options) *http.Transport {
+	s := transportSettings(opts)
+	dialer := &net.Dialer{Timeout: s.dial, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		// Never an environment proxy: the upstream is a neighbour.
 		Proxy:                 nil,
 		DialContext:           dialer.DialContext,
-		MaxIdleConnsPerHost:   perHost,
-		IdleConnTimeout:       idleTimeout,
-		ResponseHeaderTimeout: headerTimeout,
+		MaxIdleConnsPerHost:   s.maxIdle,
+		IdleConnTimeout:       s.idle,
+		ResponseHeaderTimeout: s.header,
 		ExpectContinueTimeout: time.Second,
 		// The client's Accept-Encoding travels as is and the response body
 		// is never decompressed on the way: bytes in, same bytes out.

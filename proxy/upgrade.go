@@ -1,12 +1,15 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -82,7 +85,7 @@ func (u *upgrades) remove(c *upgradedConn) {
 // after the grace period are refused with an Ocean-style 502, whether or not
 // any connection was open when it ended.
 func (p *Proxy) Shutdown(ctx context.Context) error {
-	defer p.transport.CloseIdleConnections()
+	defer p.closeIdle()
 	u := &p.upgrades
 	u.mu.Lock()
 	if len(u.conns) == 0 {
@@ -122,12 +125,19 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 // upstream's bytes) are serialised with Shutdown's close frame, and for a
 // WebSocket the frame boundaries are followed so that the close frame is
 // never written into the middle of another frame.
+//
+// ReverseProxy copies through WriteTo and ReadFrom: with the proxy's own
+// transport they hand the connection to a relay (relay.go) and return at
+// once, and from then on Close and CloseWrite, which ReverseProxy calls as
+// it finishes, leave the connection to the relay.
 type upgradedConn struct {
 	net.Conn
-	u  *upgrades
-	ws bool
+	u       *upgrades
+	ws      bool
+	relayed atomic.Bool
 
 	mu     sync.Mutex
+	br     *bufio.Reader // the hijack's reader: bytes the client sent behind its request
 	frames frameTracker
 	gone   bool // told to go away: later upstream bytes are dropped
 
@@ -153,6 +163,13 @@ func (c *upgradedConn) Write(b []byte) (int, error) {
 // CloseWrite half-closes the client connection when the upstream ended its
 // side, as the reverse proxy does for a bare TCP connection.
 func (c *upgradedConn) CloseWrite() error {
+	if c.relayed.Load() {
+		return nil
+	}
+	return c.closeWrite()
+}
+
+func (c *upgradedConn) closeWrite() error {
 	cw, ok := c.Conn.(interface{ CloseWrite() error })
 	if !ok {
 		return errors.ErrUnsupported
@@ -162,11 +179,58 @@ func (c *upgradedConn) CloseWrite() error {
 	return cw.CloseWrite()
 }
 
+// Close closes the connection, unless the relay carries it.
 func (c *upgradedConn) Close() error {
+	if c.relayed.Load() {
+		return nil
+	}
+	return c.shut()
+}
+
+// shut closes the connection and stops tracking it.
+func (c *upgradedConn) shut() error {
 	err := c.Conn.Close()
 	c.closeOnce.Do(func() { c.u.remove(c) })
 	return err
 }
+
+// WriteTo copies what the client sends to the upstream. Given the proxy
+// transport's upgraded body, it starts the relay instead and returns.
+func (c *upgradedConn) WriteTo(w io.Writer) (int64, error) {
+	if body, ok := w.(*upgradeBody); ok {
+		c.startRelay(body)
+		return 0, nil
+	}
+	var src io.Reader = c.Conn
+	if br := c.takeReader(); br != nil && br.Buffered() > 0 {
+		rest, _ := br.Peek(br.Buffered())
+		src = io.MultiReader(bytesReader(rest), c.Conn)
+	}
+	return copyPooled(w, src)
+}
+
+// ReadFrom copies what the upstream sends to the client. Given the proxy
+// transport's upgraded body, it starts the relay instead and returns.
+func (c *upgradedConn) ReadFrom(r io.Reader) (int64, error) {
+	if body, ok := r.(*upgradeBody); ok {
+		c.startRelay(body)
+		return 0, nil
+	}
+	return copyPooled(c, r)
+}
+
+// copyPooled copies src to dst through a pooled relay buffer, held for the
+// copy's whole life (the path of net/http's transport).
+func copyPooled(dst io.Writer, src io.Reader) (int64, error) {
+	buf := relayPool.Get().(*[relayBufferSize]byte)
+	defer relayPool.Put(buf)
+	return io.CopyBuffer(plainWriter{dst}, plainReader{src}, buf[:])
+}
+
+// plainWriter and plainReader hide ReadFrom and WriteTo, so that io.CopyBuffer
+// uses the buffer it is given.
+type plainWriter struct{ io.Writer }
+type plainReader struct{ io.Reader }
 
 // goAway sends a WebSocket client the 1001 close frame when that can be done
 // cleanly, half-closes the connection and closes it after closeLinger.
@@ -185,7 +249,7 @@ func (c *upgradedConn) goAway() {
 		}
 	}
 	c.mu.Unlock()
-	time.AfterFunc(c.u.linger, func() { _ = c.Close() })
+	time.AfterFunc(c.u.linger, func() { _ = c.shut() })
 }
 
 // frameTracker follows the WebSocket frames of the server-to-client stream,

@@ -1,0 +1,55 @@
+//go:build unix
+
+package proxy
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+)
+
+// readerOf reads src without holding a buffer while it waits: the runtime's
+// poller wakes the reader when the socket is readable, and only then is a
+// pooled buffer taken for the read.
+func readerOf(src net.Conn) func() (*[relayBufferSize]byte, int, error) {
+	sc, ok := src.(syscall.Conn)
+	if !ok {
+		return blockingReader(src)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return blockingReader(src)
+	}
+	return func() (*[relayBufferSize]byte, int, error) {
+		var (
+			buf  *[relayBufferSize]byte
+			n    int
+			rerr error
+		)
+		err := raw.Read(func(fd uintptr) bool {
+			b := relayPool.Get().(*[relayBufferSize]byte)
+			for {
+				n, rerr = syscall.Read(int(fd), b[:])
+				if rerr != syscall.EINTR {
+					break
+				}
+			}
+			if rerr == syscall.EAGAIN {
+				relayPool.Put(b)
+				return false // wait until readable
+			}
+			buf = b
+			return true
+		})
+		switch {
+		case err != nil:
+			return buf, 0, err
+		case rerr != nil:
+			return buf, 0, os.NewSyscallError("read", rerr)
+		case n == 0:
+			return buf, 0, io.EOF
+		}
+		return buf, n, nil
+	}
+}
