@@ -114,11 +114,11 @@ type Proxy struct {
 	plain  *httputil.ReverseProxy // untapped traffic: the stock path
 	tapped *httputil.ReverseProxy // tapped calls: inspects the response
 
-	lean      *transport      // the upstream transport, unless std is set
-	std       *http.Transport // net/http's, when Options.Transport asks for it
-	upstream  *url.URL
-	local     http.Handler
-	trusted   []netip.Prefix
+	lean     *transport      // the upstream transport, unless std is set
+	std      *http.Transport // net/http's, when Options.Transport asks for it
+	upstream *url.URL
+	local    http.Handler
+	trusted  []netip.Prefix
 
 	bodyCap        int64
 	consumer       Consumer

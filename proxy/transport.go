@@ -76,11 +76,11 @@ const (
 )
 
 var (
-	errHeadTooLarge   = errors.New("upstream response head too large")
-	errTooMany1xx     = errors.New("upstream sent too many 1xx responses")
-	errBodyClosed     = errors.New("upstream response body closed")
-	errWrongHost      = errors.New("proxy transport: request not for its upstream")
-	errShortBody      = errors.New("request body shorter than its Content-Length")
+	errHeadTooLarge = errors.New("upstream response head too large")
+	errTooMany1xx   = errors.New("upstream sent too many 1xx responses")
+	errBodyClosed   = errors.New("upstream response body closed")
+	errWrongHost    = errors.New("proxy transport: request not for its upstream")
+	errShortBody    = errors.New("request body shorter than its Content-Length")
 )
 
 // aLongTimeAgo is a deadline in the past: it makes blocked reads and writes
@@ -953,7 +953,7 @@ type upgradeBody struct {
 }
 
 const (
-	upgradeOpen = iota
+	upgradeOpen    = iota
 	upgradeRelayed // the relay took the connection over: Close is its business
 	upgradeClosed
 )
