@@ -21,6 +21,7 @@ const (
 	DefaultDialTimeout         = 5 * time.Second
 	DefaultUpstreamTimeout     = 60 * time.Second
 	DefaultMaxIdleConnsPerHost = 1024
+	DefaultProxyTransport      = "lean"
 	DefaultAuthCacheTTL        = 30 * time.Second
 	DefaultAuthFailureTTL      = 5 * time.Second
 	DefaultAuthTimeout         = 5 * time.Second
@@ -158,6 +159,12 @@ type Proxy struct {
 	// MaxIdleConnsPerHost is how many idle keep-alive connections to the
 	// upstream are kept. Default 1024.
 	MaxIdleConnsPerHost int `yaml:"maxIdleConnsPerHost"`
+	// Transport is what carries requests to Ocean: "lean", the proxy's own
+	// HTTP/1.1 connection pool (one write per small request, WebSockets
+	// relayed without idle copy buffers), or "stdlib", Go's net/http
+	// Transport, as before the lean one existed (for operators who need it).
+	// Timeouts and idle connections above apply to both. Default lean.
+	Transport string `yaml:"transport"`
 	// ObserveTimeout bounds deriving and storing the events of one tapped
 	// call (the extra Ocean reads included), after Ocean answered and before
 	// the client gets the answer; past it the call's events are lost (counted
@@ -257,6 +264,7 @@ func Default() Config {
 			UpstreamTimeout:     Duration(DefaultUpstreamTimeout),
 			TrustedProxies:      []string{},
 			MaxIdleConnsPerHost: DefaultMaxIdleConnsPerHost,
+			Transport:           DefaultProxyTransport,
 			ObserveTimeout:      Duration(DefaultObserveTimeout),
 		},
 		Auth: Auth{

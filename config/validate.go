@@ -51,6 +51,9 @@ func (c Config) validate() []Problem {
 	if _, err := ParsePrefixes(c.Proxy.TrustedProxies); err != nil {
 		bad("proxy.trustedProxies", "%v", err)
 	}
+	if c.Proxy.Transport != "lean" && c.Proxy.Transport != "stdlib" {
+		bad("proxy.transport", "must be lean or stdlib, got %q", c.Proxy.Transport)
+	}
 	if _, err := ParsePrefixes(c.Delivery.AllowedPrivateNetworks); err != nil {
 		bad("delivery.allowedPrivateNetworks", "%v", err)
 	}

@@ -227,6 +227,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 		DialTimeout:           cfg.Proxy.DialTimeout.D(),
 		ResponseHeaderTimeout: cfg.Proxy.UpstreamTimeout.D(),
 		MaxIdleConnsPerHost:   cfg.Proxy.MaxIdleConnsPerHost,
+		Transport:             cfg.Proxy.Transport,
 		TrustedProxies:        trusted,
 		Logger:                logger.With("component", "proxy"),
 		Registerer:            s.reg,
