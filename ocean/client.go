@@ -207,9 +207,12 @@ func (c *Client) probeWrite(ctx context.Context, token string) error {
 	case !errors.As(err, &oe):
 		c.log.Warn("ocean write permission check failed", "endpoint", writeProbeEndpoint, "err", redactURLError(err))
 		return ErrUpstreamUnavailable
-	case oe.Code == ErrNoSuchWebhookUpdate.Code && oe.HTTPStatus() < 500:
+	case (oe.Code == ErrNoSuchWebhookUpdate.Code || oe.Code == ErrWebhookLimitExceeded.Code) && oe.HTTPStatus() < 500:
+		// The update's handler ran, so the permission check passed; this
+		// fork's handler refuses any update first for a user over the
+		// webhook limit in Ocean.
 		return nil
-	case isRefusal(oe):
+	case IsRefusal(oe):
 		return oe
 	case oe == ErrUpstreamUnavailable || oe == ErrUpstreamTimeout:
 		return oe
@@ -220,11 +223,11 @@ func (c *Client) probeWrite(ctx context.Context, token string) error {
 	}
 }
 
-// isRefusal tells Ocean's refusals of a token: a 401 or 403 (authentication
+// IsRefusal tells Ocean's refusals of a token: a 401 or 403 (authentication
 // failed, account suspended, permission denied), and PERMISSION_DENIED
 // whatever its status (older versions, e.g. at c561808f, send it with kind
 // client, so 400).
-func isRefusal(oe *Error) bool {
+func IsRefusal(oe *Error) bool {
 	s := oe.HTTPStatus()
 	return s == http.StatusUnauthorized || s == http.StatusForbidden || oe.Code == ErrPermissionDenied.Code
 }
@@ -294,7 +297,7 @@ func (c *Client) rememberVerdict(key string, err error) {
 	e := cacheEntry{expires: c.now().Add(c.ttl)}
 	if err != nil {
 		var oe *Error
-		if !errors.As(err, &oe) || !isRefusal(oe) {
+		if !errors.As(err, &oe) || !IsRefusal(oe) {
 			return
 		}
 		e.err, e.expires = oe, c.now().Add(c.failureTTL)

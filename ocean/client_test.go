@@ -605,6 +605,8 @@ func TestCheckWriteAccountVerdicts(t *testing.T) {
 	}{
 		{name: "write:account: the update finds no webhook", status: 400, body: noSuchWebhookUpdate},
 		{name: "a success is past the permission check too", status: 204},
+		{name: "write:account, but more hooks in Ocean than the limit: the handler refused the update", status: 400,
+			body: `{"error":{"message":"You cannot update the webhook because you have exceeded the limit of webhooks.","code":"WEBHOOK_LIMIT_EXCEEDED","id":"a261cb2d-867d-47a8-a743-8bbd2c1438b1","kind":"client"}}`},
 		{name: "no write:account", status: 403, body: permissionDenied, oceans: true,
 			wantErr: &Error{Message: ErrPermissionDenied.Message, Code: "PERMISSION_DENIED", ID: ErrPermissionDenied.ID,
 				Kind: "permission", Status: 403}},

@@ -196,6 +196,11 @@ var (
 		ID: "50f614d9-3047-4f7e-90d8-ad6b2d5fb098", Kind: "client"}
 	ErrNoSuchWebhookUpdate = &Error{Message: "No such webhook.", Code: "NO_SUCH_WEBHOOK",
 		ID: "fb0fea69-da18-45b1-828d-bd4fd1612518", Kind: "client"}
+	// ErrWebhookLimitExceeded is Ocean's i/webhooks/update (this fork) for a
+	// user who holds more hooks in Ocean than policies.webhookLimit: its
+	// handler checks the count before it looks for the hook.
+	ErrWebhookLimitExceeded = &Error{Message: "You cannot update the webhook because you have exceeded the limit of webhooks.",
+		Code: "WEBHOOK_LIMIT_EXCEEDED", ID: "a261cb2d-867d-47a8-a743-8bbd2c1438b1", Kind: "client"}
 	ErrNoSuchWebhookDelete = &Error{Message: "No such webhook.", Code: "NO_SUCH_WEBHOOK",
 		ID: "bae73e5a-5522-4965-ae19-3a8688e71d82", Kind: "client"}
 	ErrNoSuchWebhookTest = &Error{Message: "No such webhook.", Code: "NO_SUCH_WEBHOOK",
