@@ -308,6 +308,9 @@ func (s *Server) apiNotesCreate(r *request) reply {
 		}
 		_ = json.Unmarshal(c.Response, &raw)
 		s.st.storeCaptured(raw.CreatedNote, resp.CreatedNote.CreatedAt)
+		if n := s.st.notes[resp.CreatedNote.ID]; n != nil {
+			s.fireNote(n)
+		}
 		return replayOf(c)
 	}
 	return s.createNote(r)
@@ -461,12 +464,19 @@ func (s *Server) createNote(r *request) reply {
 		renote.renoteCount++
 	}
 	st.repeats[key] = created{noteID: n.id, at: now}
+	s.fireNote(n)
 	if noCreatedNote {
 		return noContent()
 	}
 	o := newObject()
 	o.set("createdNote", st.pack(n, me, packOpts{detail: true}, 0))
 	return ok(o)
+}
+
+// fireNote fires `note` to the author's native hooks: the note packed for no
+// viewer, with the reaction pair cache, as Ocean's webhook carries it.
+func (s *Server) fireNote(n *note) {
+	s.fire(n.userID, "note", map[string]any{"note": s.st.pack(n, nil, packOpts{withPairCache: true}, 0)})
 }
 
 // optString reads an optional string-or-null parameter; bad reports another type.

@@ -86,9 +86,18 @@ const (
 //   - notes/show {noteId}: the note as the caller sees it (hidden when not
 //     visible), with reactionAndUserPairCache as Ocean's notes/show has it.
 //   - notes/reactions/create {noteId, reaction}: 204, counted on the note.
-//   - i/webhooks/update {webhookId}: 400 NO_SUCH_WEBHOOK for any id (the
-//     real Ocean behind the sidecar holds none of the sidecar's hooks), 400
-//     INVALID_PARAM for a missing or malformed webhookId.
+//   - native hooks (the hooks an Ocean without the sidecar holds; none at
+//     the start, see AddWebhook): i/webhooks/create (a captured request as
+//     captured, else created after Ocean's checks), i/webhooks/list and
+//     i/webhooks/show of the caller's, and i/webhooks/update as this fork
+//     does it (INVALID_PARAM for a missing or malformed webhookId,
+//     WEBHOOK_LIMIT_EXCEEDED for a caller over policies.webhookLimit,
+//     NO_SUCH_WEBHOOK for an id that is not one of the caller's native
+//     hooks, so for every hook of the sidecar). The active ones fire: `note`
+//     to the author on notes/create, `follow` and `followed` on a follow
+//     that takes effect at once, posted in the background with Ocean's
+//     headers and envelope (NativeDeliveries counts them;
+//     WithoutNativeDeliveries turns this off).
 //
 // Any other endpoint of the capture replays the first recorded call whose
 // request (minus `i`) is equal, preferring one recorded as the same user; an
@@ -107,15 +116,20 @@ type Server struct {
 	counts    map[string]int
 	overrides map[string]http.HandlerFunc
 	st        *state
+
+	nativeDeliveries bool           // native hooks fire (fire)
+	nativeSent       int            // deliveries fired, under mu
+	sending          sync.WaitGroup // deliveries in flight
 }
 
 // Option configures New.
 type Option func(*config)
 
 type config struct {
-	gzip   bool
-	now    func() time.Time
-	locked []string
+	gzip     bool
+	now      func() time.Time
+	locked   []string
+	noNative bool
 }
 
 // WithGzip makes the server gzip every non-empty body it writes itself when
@@ -125,6 +139,10 @@ func WithGzip() Option { return func(c *config) { c.gzip = true } }
 
 // WithNow sets the clock used for created notes' ids and createdAt.
 func WithNow(now func() time.Time) Option { return func(c *config) { c.now = now } }
+
+// WithoutNativeDeliveries keeps the native hooks from firing (for a replay
+// of the capture, whose hooks point at the capture's receiver).
+func WithoutNativeDeliveries() Option { return func(c *config) { c.noNative = true } }
 
 // WithLocked starts the given users with locked accounts (see SetLocked).
 func WithLocked(userIDs ...string) Option {
@@ -153,10 +171,11 @@ func New(t testing.TB, opts ...Option) *Server {
 		u.locked = true
 	}
 	s := &Server{now: cfg.now, gzip: cfg.gzip, calls: c.calls, st: st,
-		counts: map[string]int{}, overrides: map[string]http.HandlerFunc{}}
+		counts: map[string]int{}, overrides: map[string]http.HandlerFunc{}, nativeDeliveries: !cfg.noNative}
 	s.srv = httptest.NewServer(s)
 	s.URL = s.srv.URL
 	t.Cleanup(s.srv.Close)
+	t.Cleanup(s.sending.Wait) // runs first: no delivery outlives the test
 	return s
 }
 
@@ -265,6 +284,9 @@ var endpoints = map[string]endpointDef{
 	"notes/create":              {authRequired, (*Server).apiNotesCreate},
 	"notes/show":                {authOptional, (*Server).apiNotesShow},
 	"notes/reactions/create":    {authRequired, (*Server).apiReactionsCreate},
+	"i/webhooks/create":         {authRequired, (*Server).apiWebhooksCreate},
+	"i/webhooks/list":           {authRequired, (*Server).apiWebhooksList},
+	"i/webhooks/show":           {authRequired, (*Server).apiWebhooksShow},
 	"i/webhooks/update":         {authRequired, (*Server).apiWebhooksUpdate},
 }
 

@@ -92,6 +92,7 @@ type state struct {
 	blocks   map[edge]bool        // blocker → blockee
 	notes    map[string]*note
 	repeats  map[string]created // notes/create request → the note it made
+	webhooks []*Webhook         // native hooks, creation order
 	seq      int
 	now      func() time.Time
 }
@@ -458,6 +459,8 @@ func (s *Server) apiFollowingCreate(r *request) reply {
 	}
 	delete(st.requests, edge{me.id, followee.id})
 	st.follows[edge{me.id, followee.id}] = info
+	s.fire(me.id, "follow", map[string]any{"user": st.detailed(followee, me)})
+	s.fire(followee.id, "followed", map[string]any{"user": st.lite(me)})
 	return ok(st.lite(followee))
 }
 
