@@ -7,106 +7,97 @@ import (
 	"testing"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/stretchr/testify/require"
 
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
 
-// BenchmarkEnqueue measures a synced enqueue of one event for one hook,
-// alone and from 16×GOMAXPROCS concurrent callers, with Badger's SyncWrites
-// (the default, BadgerOptions) and with SyncWrites=false plus the queue's own
-// group commit. The figures and the choice are in the package doc.
+// BenchmarkEnqueue measures a durable enqueue of one event for one hook,
+// alone and from 16×GOMAXPROCS concurrent callers, which share commits
+// (commits/op: synced commits per enqueue).
 func BenchmarkEnqueue(b *testing.B) {
-	for _, mode := range []struct {
-		name string
-		opts func(dir string) badger.Options
-	}{
-		{"syncwrites", testBadgerOptions},
-		{"groupcommit", func(dir string) badger.Options { return testBadgerOptions(dir).WithSyncWrites(false) }},
-	} {
-		b.Run(mode.name, func(b *testing.B) {
-			setup := func(b *testing.B) (*Queue, []webhook.Event) {
-				db, err := badger.Open(mode.opts(b.TempDir()))
-				require.NoError(b, err)
-				b.Cleanup(func() { _ = db.Close() })
-				hooks := newFakeHooks()
-				hooks.add("h1", "u1", "http://example.invalid/", "secret", "note")
-				q := openQueue(b, db, hooks, testOptions(nil))
-				body := `{"note":{"id":"abc","text":"` + string(make([]byte, 0)) + `hello world","user":{"id":"u1","username":"alice"}}}`
-				return q, []webhook.Event{event("u1", "note", body)}
-			}
-			b.Run("serial", func(b *testing.B) {
-				q, evs := setup(b)
-				for b.Loop() {
-					if _, err := q.Enqueue(context.Background(), evs); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			b.Run("parallel", func(b *testing.B) {
-				q, evs := setup(b)
-				b.SetParallelism(16)
-				b.ResetTimer()
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						if _, err := q.Enqueue(context.Background(), evs); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-				if q.syncer != nil {
-					b.ReportMetric(float64(q.syncer.syncs.Load())/float64(b.N), "syncs/op")
-				}
-			})
-		})
+	setup := func(b *testing.B) (*Queue, []webhook.Event) {
+		hooks := newFakeHooks()
+		hooks.add("h1", "u1", "http://example.invalid/", "secret", "note")
+		q := openQueue(b, openDB(b, ""), hooks, testOptions(nil))
+		body := `{"note":{"id":"abc","text":"hello world","user":{"id":"u1","username":"alice"}}}`
+		return q, []webhook.Event{event("u1", "note", body)}
 	}
+	b.Run("serial", func(b *testing.B) {
+		q, evs := setup(b)
+		for b.Loop() {
+			if _, err := q.Enqueue(context.Background(), evs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(q.commits.rounds.Load())/float64(b.N), "commits/op")
+	})
+	b.Run("parallel", func(b *testing.B) {
+		q, evs := setup(b)
+		b.SetParallelism(16)
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := q.Enqueue(context.Background(), evs); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(q.commits.rounds.Load())/float64(b.N), "commits/op")
+	})
 }
 
 // BenchmarkDeliveryBookkeeping measures the store's share of one delivery
-// (claim, then record a success), without HTTP, in both durability modes.
+// without HTTP: lease it (read ahead from the ready index), read its record
+// and body, and commit its success, the outcomes of 16 hooks × 64 deliveries
+// gathered as the committer gathers them. history is how many deliveries
+// the same hooks already had (delivered and retained): the cost must not
+// grow with it.
 func BenchmarkDeliveryBookkeeping(b *testing.B) {
-	for _, mode := range []struct {
-		name string
-		opts func(dir string) badger.Options
-	}{
-		{"syncwrites", testBadgerOptions},
-		{"groupcommit", func(dir string) badger.Options { return testBadgerOptions(dir).WithSyncWrites(false) }},
-	} {
-		b.Run(mode.name, func(b *testing.B) {
-			db, err := badger.Open(mode.opts(b.TempDir()))
-			require.NoError(b, err)
-			b.Cleanup(func() { _ = db.Close() })
+	for _, history := range []int{0, 100_000} {
+		b.Run("history="+strconv.Itoa(history), func(b *testing.B) {
 			hooks := newFakeHooks()
 			for i := range 16 {
 				hooks.add("h"+strconv.Itoa(i), "u1", "http://example.invalid/", "", "note")
 			}
-			q := openQueue(b, db, hooks, testOptions(nil))
+			q := openQueue(b, openDB(b, ""), hooks, testOptions(nil))
 			evs := make([]webhook.Event, 0, 64)
 			for range 64 {
 				evs = append(evs, event("u1", "note", `{"note":{}}`))
 			}
-			b.ResetTimer()
-			n := 0
-			for n < b.N {
-				b.StopTimer()
-				enqueue(b, q, evs...)
-				b.StartTimer()
+			round := func() int {
+				n := 0
 				var wg sync.WaitGroup
 				for i := range 16 {
-					got, _, err := q.claim("h"+strconv.Itoa(i), time.Now().UnixMilli()+1000, 1000)
-					require.NoError(b, err)
-					for _, c := range got {
-						wg.Go(func() {
-							q.settle(c, func(txn *badger.Txn, rec *record) (string, error) {
-								return webhook.StateDelivered, retire(txn, c.id, rec, webhook.StateDelivered, time.Now().Add(time.Hour).UnixMilli())
-							})
-						})
+					for _, l := range leaseDue(b, q, "h"+strconv.Itoa(i), 64) {
+						_, _, err := q.readDelivery(l)
+						require.NoError(b, err)
+						st := q.settlementOf(l, webhook.Attempt{At: time.Now(), Status: 200}, outSuccess, 0, time.Now())
+						wg.Add(1)
+						var res outcomeResult
+						q.commits.submit(&op{apply: q.outcomeApply(l, st.update, &res), done: func(err error) {
+							require.NoError(b, err)
+							q.outcomeDone(l, res)
+							wg.Done()
+						}})
 						n++
 					}
 				}
+				require.NoError(b, q.commits.sync())
 				wg.Wait()
+				return n
+			}
+			for done := 0; done < history; {
+				enqueue(b, q, evs...)
+				done += round()
+			}
+			b.ResetTimer()
+			for n := 0; n < b.N; {
+				b.StopTimer()
+				enqueue(b, q, evs...)
+				b.StartTimer()
+				n += round()
 			}
 		})
 	}

@@ -167,7 +167,7 @@ func TestEveryTimeoutReadsTheSame(t *testing.T) {
 			_, host, err := opts.withDefaults()
 			require.NoError(t, err)
 			s := newSender(&opts, host)
-			s.quick.HTTPClient.Transport.(*http.Transport).ResponseHeaderTimeout = tc.headerWait
+			s.quick.HTTPClient.Transport.(keepIdle).rt.(*http.Transport).ResponseHeaderTimeout = tc.headerWait
 			res := s.send(context.Background(), s.quick, srv.URL, "h1", "", "e1", []byte(`{}`), time.Now())
 			assert.Equal(t, 1, res.Status)
 			require.Error(t, res.Err)

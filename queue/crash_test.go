@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -46,6 +47,7 @@ func TestHelperProcess(t *testing.T) {
 	opts := testOptions(nil)
 	opts.BackoffBase = time.Millisecond
 	opts.BackoffCap = 5 * time.Millisecond
+	opts.MaxAttempts = math.MaxInt32 // retried, never dead: each must be delivered after the restart
 	q, err := Open(db, hooks, opts)
 	require.NoError(t, err)
 	go func() { _ = q.Run(context.Background()) }()

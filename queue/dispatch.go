@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -21,19 +19,15 @@ import (
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
 
-// claimed is a delivery a worker holds the lease of.
-type claimed struct {
-	id  string
-	rec record
-}
-
 // Run delivers until ctx ends: it claims due deliveries (a new one at once,
-// retries within PollInterval), runs value-log GC and the expiry sweep, does
-// the background jobs of the management calls (jobs.go), and commits again
-// the outcomes whose commit failed. After ctx ends it claims
+// retries within PollInterval), returns leases that outlived the attempt
+// timeout, runs value-log GC and the expiry sweep, does the background jobs
+// of the management calls (jobs.go), writes the hooks' latest attempts, and
+// commits again the outcomes whose commit failed. After ctx ends it claims
 // nothing more and waits for in-flight attempts up to ShutdownGrace;
-// attempts still running then are cancelled and their leases return to
-// ready. It does not close the database.
+// attempts still running then are cancelled and their deliveries stay
+// ready. Before it returns, every outcome recorded so far is committed. It
+// does not close the database.
 func (q *Queue) Run(ctx context.Context) error {
 	if !q.running.CompareAndSwap(false, true) {
 		return errors.New("queue: already running")
@@ -43,7 +37,12 @@ func (q *Queue) Run(ctx context.Context) error {
 	defer cancelAttempts()
 	var attempts, loops sync.WaitGroup
 	loops.Go(func() { q.every(ctx, q.opts.GCInterval, q.collectGarbage) })
-	loops.Go(func() { q.every(ctx, q.opts.PollInterval, q.settleParked) })
+	loops.Go(func() {
+		q.every(ctx, q.opts.PollInterval, func() {
+			q.settleParked()
+			q.flushLatest()
+		})
+	})
 	loops.Go(func() { q.runJobs(ctx) })
 	loops.Go(func() {
 		q.every(ctx, q.opts.SweepInterval, func() {
@@ -60,6 +59,7 @@ func (q *Queue) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-q.wake:
 		case <-poll.C:
+			q.expireLeases(time.Now())
 		}
 	}
 	done := make(chan struct{})
@@ -74,6 +74,10 @@ func (q *Queue) Run(ctx context.Context) error {
 		<-done
 	}
 	loops.Wait()
+	if err := q.commits.sync(); err != nil {
+		q.opts.Logger.Error("record the last delivery outcomes; their deliveries are sent again after the restart", "err", err)
+	}
+	q.flushLatest()
 	return nil
 }
 
@@ -91,149 +95,133 @@ func (q *Queue) every(ctx context.Context, period time.Duration, fn func()) {
 	}
 }
 
-// dispatch claims due deliveries while workers are free, hooks earliest due
+// dispatch leases due deliveries while workers are free, hooks earliest due
 // first, never more per hook than PerHookConcurrency, and starts an attempt
-// for each. A hook at its limit is not scanned at all, so its backlog costs
-// the others nothing.
+// for each. A hook at its limit is out of the due heap, so its backlog costs
+// the others nothing; a hook's ready index is read ahead readAhead keys at
+// a time from where the last read ended, never again from its start.
 func (q *Queue) dispatch(ctx context.Context, attempts *sync.WaitGroup) {
 	now := q.opts.Now().UnixMilli()
 	for {
-		hooks := q.dueHooks(now)
-		progress := false
-		for _, hook := range hooks {
-			q.mu.Lock()
-			st := q.sched[hook]
-			n := min(q.opts.Workers-q.busy, q.opts.PerHookConcurrency-st.inflight)
-			if n <= 0 {
-				q.mu.Unlock()
-				continue
-			}
-			st.seen = noDue
+		q.mu.Lock()
+		if q.busy >= q.opts.Workers || len(q.due) == 0 || q.due[0].next() > now {
 			q.mu.Unlock()
-
-			got, next, err := q.claim(hook, now, n)
-
-			q.mu.Lock()
-			if err != nil {
-				q.mu.Unlock()
-				q.opts.Logger.Error("claim deliveries", "hook", hook, "err", err)
-				continue
-			}
-			st.next = min(next, st.seen)
-			st.inflight += len(got)
-			q.busy += len(got)
-			q.mu.Unlock()
-			q.ready.Add(-int64(len(got)))
-			q.leased.Add(int64(len(got)))
-			for _, c := range got {
-				attempts.Go(func() { q.attempt(ctx, c) })
-			}
-			progress = progress || len(got) > 0
-		}
-		if !progress {
 			return
 		}
+		st := q.due[0]
+		n := min(q.opts.Workers-q.busy, q.opts.PerHookConcurrency-st.inflight)
+		got := q.takeLocked(st, now, n)
+		if len(got) == 0 {
+			st.reading = true
+			from, want := st.from, readAhead-len(st.buf)
+			q.mu.Unlock()
+			refs, next, after, err := q.readReady(st.hook, from, now, want)
+			q.mu.Lock()
+			q.mergeReadLocked(st, refs, next, after, err, now)
+			q.mu.Unlock()
+			continue
+		}
+		st.inflight += len(got)
+		q.busy += len(got)
+		q.placeLocked(st)
+		q.mu.Unlock()
+		for _, l := range got {
+			attempts.Go(func() { q.attempt(ctx, l) })
+		}
 	}
 }
 
-// dueHooks are the hooks with a delivery due by now and a free slot, earliest
-// first; idle hooks are forgotten.
-func (q *Queue) dueHooks(now int64) []string {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.busy >= q.opts.Workers {
-		return nil
-	}
-	type due struct {
-		hook string
-		at   int64
-	}
-	var ds []due
-	for hook, st := range q.sched {
-		switch {
-		case st.next == noDue && st.inflight == 0:
-			delete(q.sched, hook)
-		case st.next <= now && st.inflight < q.opts.PerHookConcurrency:
-			ds = append(ds, due{hook, st.next})
+// takeLocked leases up to n of st's read-ahead keys due by now.
+func (q *Queue) takeLocked(st *hookState, now int64, n int) []*lease {
+	var got []*lease
+	until := time.Now().Add(q.leaseFor())
+	for len(got) < n && len(st.buf) > 0 && st.buf[0].due <= now {
+		r := st.buf[0]
+		st.buf = st.buf[1:]
+		if _, leased := q.leases[r.id]; leased {
+			continue
 		}
+		l := &lease{id: r.id, hook: st.hook, due: r.due, until: until}
+		q.leases[r.id] = l
+		q.leasesOf[st.hook]++
+		q.leased.Add(1)
+		got = append(got, l)
 	}
-	slices.SortFunc(ds, func(a, b due) int { return cmp.Compare(a.at, b.at) })
-	hooks := make([]string, len(ds))
-	for i, d := range ds {
-		hooks[i] = d.hook
+	if len(st.buf) == 0 {
+		st.buf = nil // let the backing array go
 	}
-	return hooks
+	return got
 }
 
-// claim moves up to n of hook's deliveries due by now from ready to leased in
-// one transaction. next is the due time of the first ready delivery left.
-func (q *Queue) claim(hook string, now int64, n int) (got []claimed, next int64, err error) {
-	leaseUntil := now + (q.opts.AttemptTimeout + q.opts.ShutdownGrace).Milliseconds()
-	err = q.update(func(txn *badger.Txn) error {
-		got, next = got[:0], noDue
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: readyPrefix(hook)})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			key := it.Item().KeyCopy(nil)
-			_, due, id, ok := parseReady(key)
-			if !ok {
-				continue
+// mergeReadLocked takes the result of a read of st's ready index.
+func (q *Queue) mergeReadLocked(st *hookState, refs []readyRef, next int64, after []byte, err error, now int64) {
+	st.reading = false
+	missed := st.missed
+	st.missed = nil
+	if err != nil {
+		q.opts.Logger.Error("read ready deliveries", "hook", st.hook, "err", err)
+		st.diskNext = now + max(q.opts.PollInterval.Milliseconds(), 1) // try again at the next poll
+	} else {
+		for _, r := range refs {
+			if _, leased := q.leases[r.id]; !leased {
+				st.buf = append(st.buf, r)
 			}
-			if due > now || len(got) == n {
-				next = due
-				break
-			}
-			if err := txn.Delete(key); err != nil {
-				return err
-			}
-			rec, err := getRecord(txn, id)
-			if errors.Is(err, badger.ErrKeyNotFound) {
-				continue // an index entry without its record: drop it
-			}
-			if err != nil {
-				return err
-			}
-			rec.State = webhook.StateLeased
-			if err := putRecord(txn, id, rec); err != nil {
-				return err
-			}
-			if err := txn.Set(keyLease(id), leaseValue(leaseUntil, hook)); err != nil {
-				return err
-			}
-			got = append(got, claimed{id: id, rec: rec})
 		}
-		return nil
-	})
-	return got, next, err
+		st.from, st.diskNext = after, next
+	}
+	for _, r := range missed {
+		q.notifyLocked(st.hook, r.due, r.id)
+	}
+	q.placeLocked(st)
 }
 
 // release frees the worker slot of an attempt of hook.
 func (q *Queue) release(hook string) {
 	q.mu.Lock()
-	q.sched[hook].inflight--
+	st := q.stateLocked(hook)
+	st.inflight--
 	q.busy--
+	q.placeLocked(st)
 	q.mu.Unlock()
 	q.poke()
 }
 
-// attempt delivers c once and records the outcome.
-func (q *Queue) attempt(ctx context.Context, c claimed) {
-	defer q.release(c.rec.Hook)
-	log := q.opts.Logger.With("delivery", c.id, "hook", c.rec.Hook, "type", c.rec.Type)
-	target, ok := q.hooks.Target(c.rec.Hook)
+// errStale says a lease's delivery is not the one its ready key named any
+// more: removed, redelivered or already settled meanwhile.
+var errStale = errors.New("delivery changed since it was read ahead")
+
+// attempt delivers l's delivery once and hands its outcome to the committer.
+func (q *Queue) attempt(ctx context.Context, l *lease) {
+	defer q.release(l.hook)
+	log := q.opts.Logger.With("delivery", l.id, "hook", l.hook)
+	target, ok := q.hooks.Target(l.hook)
 	if !ok {
 		log.Info("hook is gone; delivery dropped")
 		q.m.attempts.WithLabelValues("dropped").Inc()
 		drop := func(txn *badger.Txn, rec *record) (string, error) {
-			return "", deleteDelivery(txn, c.id, *rec)
+			return "", deleteDelivery(txn, l.id, *rec)
 		}
-		if _, err := q.settle(c, drop); err != nil {
-			log.Error("drop delivery; will try again", "err", err)
-			q.park(c, drop)
-		}
+		q.submitOutcome(log, l, drop, nil, nil)
 		return
 	}
-	body, err := q.readBody(c.id)
+	rec, body, err := q.readDelivery(l)
+	switch {
+	case errors.Is(err, errStale):
+		q.mu.Lock()
+		q.dropLeaseLocked(l, false)
+		q.mu.Unlock()
+		return
+	case errors.Is(err, errNoRecord):
+		q.dropOrphan(l)
+		return
+	case err != nil && rec.Hook == "":
+		// The record could not be read: the lease stays until it
+		// expires, and the delivery is tried again then.
+		log.Error("read stored delivery; tried again when its lease expires", "err", err)
+		return
+	}
+	l.rec = rec
+	log = log.With("type", rec.Type)
 	if err != nil {
 		// Nothing was sent. It counts as a failed attempt, with the reason
 		// in the attempt log, so the delivery is retried after a backoff
@@ -246,21 +234,21 @@ func (q *Queue) attempt(ctx context.Context, c claimed) {
 		now := q.opts.Now()
 		log.Error("read stored delivery", "err", err)
 		q.m.attempts.WithLabelValues(out.String()).Inc()
-		q.conclude(log, c, webhook.Attempt{At: now, Error: "stored delivery could not be read: " + err.Error()}, out, 0, now)
+		q.conclude(log, l, webhook.Attempt{At: now, Error: "stored delivery could not be read: " + err.Error()}, out, 0, now)
 		return
 	}
 	start := q.opts.Now()
-	res := q.sender.send(ctx, q.sender.quick, target.URL, c.rec.Hook, target.Secret, c.rec.Event, body, start)
+	res := q.sender.send(ctx, q.sender.quick, target.URL, l.hook, target.Secret, rec.Event, body, start)
 	if ctx.Err() != nil {
 		log.Info("attempt cancelled by shutdown; returned to ready")
-		q.putBack(c)
+		q.returnLease(l)
 		return
 	}
 	end := q.opts.Now()
 	out, wait := classify(res.Status, res.Err, res.Header, end)
-	q.hooks.RecordAttempt(c.rec.Hook, start, res.Status)
+	q.latest.record(l.hook, start, res.Status)
 	if out == outGone {
-		q.hooks.Deactivate(c.rec.Hook)
+		q.hooks.Deactivate(l.hook)
 	}
 	q.m.attempts.WithLabelValues(out.String()).Inc()
 	q.m.latency.Observe(res.Duration.Seconds())
@@ -271,40 +259,86 @@ func (q *Queue) attempt(ctx context.Context, c claimed) {
 	} else if out != outSuccess {
 		entry.Error = fmt.Sprintf("HTTP %d %s", res.Status, http.StatusText(res.Status))
 	}
-	q.conclude(log, c, entry, out, wait, end)
+	q.conclude(log, l, entry, out, wait, end)
 }
 
-// readBody reads c's stored envelope.
-func (q *Queue) readBody(id string) ([]byte, error) {
-	var body []byte
-	err := q.db.View(func(txn *badger.Txn) error {
+// errNoRecord says a ready key has no delivery record.
+var errNoRecord = errors.New("ready key without a delivery record")
+
+// readDelivery reads l's record and stored envelope. errStale: the record
+// moved on; errNoRecord: it is gone. An error reading the body comes with
+// the record.
+func (q *Queue) readDelivery(l *lease) (rec record, body []byte, err error) {
+	err = q.db.View(func(txn *badger.Txn) error {
+		rec, err = getRecord(txn, l.id)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return errNoRecord
+		}
+		if err != nil {
+			return err
+		}
+		if rec.State != webhook.StateReady || rec.Due != l.due {
+			return errStale
+		}
 		if err := q.inject("body"); err != nil {
 			return err
 		}
-		item, err := txn.Get(keyBody(id))
+		item, err := txn.Get(keyBody(l.id))
 		if err != nil {
 			return err
 		}
 		body, err = item.ValueCopy(nil)
 		return err
 	})
-	return body, err
+	return rec, body, err
 }
 
-// settlement is what one attempt leaves: the update of its delivery (for
-// settle) and, for the log, when it is tried again (0: not) and how many
-// attempts it has failed.
+// dropOrphan removes l's ready key, which has no record (none are expected:
+// every write of a delivery's keys is one transaction).
+func (q *Queue) dropOrphan(l *lease) {
+	deleted := false
+	q.commits.submit(&op{
+		apply: func(txn *badger.Txn) error {
+			deleted = false
+			if _, err := txn.Get(keyRecord(l.id)); !errors.Is(err, badger.ErrKeyNotFound) {
+				return err // it came back meanwhile (or the read failed): leave it
+			}
+			if _, err := txn.Get(keyReady(l.hook, l.due, l.id)); errors.Is(err, badger.ErrKeyNotFound) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			deleted = true
+			return txn.Delete(keyReady(l.hook, l.due, l.id))
+		},
+		done: func(err error) {
+			if err != nil {
+				q.opts.Logger.Error("remove a ready key without its delivery", "delivery", l.id, "err", err)
+			}
+			q.mu.Lock()
+			if err == nil && deleted {
+				q.readyKeys.Add(-1)
+			}
+			q.dropLeaseLocked(l, false)
+			q.mu.Unlock()
+		},
+	})
+}
+
+// settlement is what one attempt leaves: the update of its delivery and,
+// for the log, when it is tried again (0: not) and how many attempts it has
+// failed.
 type settlement struct {
 	update func(txn *badger.Txn, rec *record) (string, error)
 	due    int64
 	failed int
 }
 
-// settlementOf logs entry in c's attempt log and moves c on by out: delivered,
-// due again after a backoff (wait, when the receiver asked for one), or dead
-// when it is out of attempts or failed for good.
-func (q *Queue) settlementOf(c claimed, entry webhook.Attempt, out outcome, wait time.Duration, end time.Time) settlement {
-	failed := c.rec.Attempts + 1
+// settlementOf logs entry in l's attempt log and moves it on by out:
+// delivered, due again after a backoff (wait, when the receiver asked for
+// one), or dead when it is out of attempts or failed for good.
+func (q *Queue) settlementOf(l *lease, entry webhook.Attempt, out outcome, wait time.Duration, end time.Time) settlement {
+	failed := l.rec.Attempts + 1
 	var due int64
 	if out == outRetry && failed < q.opts.MaxAttempts {
 		q.mu.Lock()
@@ -312,129 +346,158 @@ func (q *Queue) settlementOf(c claimed, entry webhook.Attempt, out outcome, wait
 		q.mu.Unlock()
 	}
 	update := func(txn *badger.Txn, rec *record) (string, error) {
-		if err := appendAttempt(txn, c.id, rec, entry); err != nil {
+		if err := appendAttempt(txn, l.id, rec, entry); err != nil {
 			return "", err
 		}
 		switch {
 		case out == outSuccess:
-			return webhook.StateDelivered, retire(txn, c.id, rec, webhook.StateDelivered, expiresAt(end, q.opts.Retention))
+			return webhook.StateDelivered, retire(txn, l.id, rec, webhook.StateDelivered, expiresAt(end, q.opts.Retention))
 		case due != 0:
 			rec.Attempts = failed
 			rec.State, rec.Due = webhook.StateReady, due
-			return webhook.StateReady, txn.Set(keyReady(rec.Hook, due, c.id), nil)
+			return webhook.StateReady, txn.Set(keyReady(rec.Hook, due, l.id), nil)
 		default:
 			rec.Attempts = failed
-			return webhook.StateDead, retire(txn, c.id, rec, webhook.StateDead, expiresAt(end, q.opts.DeadLetterTTL))
+			return webhook.StateDead, retire(txn, l.id, rec, webhook.StateDead, expiresAt(end, q.opts.DeadLetterTTL))
 		}
 	}
 	return settlement{update: update, due: due, failed: failed}
 }
 
-// conclude records the outcome of an attempt of c. When that commit fails,
-// it records a failed attempt instead, with the reason in the attempt log
-// (a success is then sent again: at least once), so the delivery is retried
-// after a backoff or ends dead rather than staying leased; when that fails
-// too, Run tries it again until the store takes it.
-func (q *Queue) conclude(log *slog.Logger, c claimed, entry webhook.Attempt, out outcome, wait time.Duration, end time.Time) {
-	st := q.settlementOf(c, entry, out, wait, end)
-	state, err := q.settle(c, st.update)
-	if err != nil {
+// conclude hands the outcome of an attempt of l to the committer.
+func (q *Queue) conclude(log *slog.Logger, l *lease, entry webhook.Attempt, out outcome, wait time.Duration, end time.Time) {
+	st := q.settlementOf(l, entry, out, wait, end)
+	q.submitOutcome(log, l, st.update, func(state string) {
+		attrs := []any{"status", entry.Status, "outcome", out.String()}
+		if entry.Error != "" {
+			attrs = append(attrs, "err", entry.Error)
+		}
+		switch state {
+		case webhook.StateDelivered:
+			log.Debug("delivered", attrs...)
+		case webhook.StateReady:
+			log.Info("attempt failed; will retry", append(attrs, "attempt", st.failed, "next", time.UnixMilli(st.due))...)
+		case webhook.StateDead:
+			log.Warn("delivery failed; kept as dead letter", append(attrs, "attempts", st.failed)...)
+		}
+	}, func(err error) updateFunc {
+		// The commit failed: record a failed attempt instead, with the
+		// reason in the attempt log (a success is then sent again: at
+		// least once), so the delivery is retried after a backoff or ends
+		// dead rather than staying leased.
 		log.Error("record delivery outcome; recording a failed attempt instead", "err", err)
-		if out == outSuccess {
-			out = outRetry
+		again, e := out, entry
+		if again == outSuccess {
+			again = outRetry
 		}
-		entry.Error = strings.TrimPrefix(entry.Error+"; ", "; ") + "outcome not recorded: " + err.Error()
-		st = q.settlementOf(c, entry, out, 0, end)
-		if state, err = q.settle(c, st.update); err != nil {
-			log.Error("record delivery outcome; will try again", "err", err)
-			q.park(c, st.update)
-			return
-		}
-	}
-	attrs := []any{"status", entry.Status, "outcome", out.String()}
-	if entry.Error != "" {
-		attrs = append(attrs, "err", entry.Error)
-	}
-	switch state {
-	case webhook.StateDelivered:
-		log.Debug("delivered", attrs...)
-	case webhook.StateReady:
-		log.Info("attempt failed; will retry", append(attrs, "attempt", st.failed, "next", time.UnixMilli(st.due))...)
-	case webhook.StateDead:
-		log.Warn("delivery failed; kept as dead letter", append(attrs, "attempts", st.failed)...)
-	}
+		e.Error = strings.TrimPrefix(e.Error+"; ", "; ") + "outcome not recorded: " + err.Error()
+		st = q.settlementOf(l, e, again, 0, end)
+		out, entry = again, e
+		return st.update
+	})
 }
 
-// settle ends c's lease in one transaction: fn updates the record (which
-// settle then writes, unless fn returned state "") and says the state it
-// leaves. If the lease is gone (the hook's deliveries were cancelled) nothing
-// is written: the outcome must not resurrect the delivery. Returns the state,
-// "" when nothing is left; on an error nothing was written and the lease
-// stays.
-func (q *Queue) settle(c claimed, fn func(txn *badger.Txn, rec *record) (string, error)) (string, error) {
-	var (
-		state string
-		held  bool
-		final record
-	)
-	err := q.update(func(txn *badger.Txn) error {
-		state, held = "", false
+// updateFunc updates a delivery's record (which the caller then writes,
+// unless the state it returns is "": removed) and says the state it leaves.
+type updateFunc = func(txn *badger.Txn, rec *record) (string, error)
+
+// outcomeResult is what an outcome's commit did.
+type outcomeResult struct {
+	applied bool   // the delivery was still l's and was updated (or removed)
+	state   string // the state it was left in; "" when removed
+	rec     record
+}
+
+// submitOutcome hands the committer the update of l's delivery (bookkeeping:
+// no caller waits for it, and it shares the next sync). Once committed, l
+// ends and logged(state) runs. When the commit fails, fallback (if any)
+// gives the update to try instead, once; when that fails too, Run tries it
+// again later (park) and the delivery stays leased meanwhile.
+func (q *Queue) submitOutcome(log *slog.Logger, l *lease, update updateFunc, logged func(state string), fallback func(error) updateFunc) {
+	var res outcomeResult
+	q.commits.submit(&op{
+		apply: q.outcomeApply(l, update, &res),
+		done: func(err error) {
+			if err == nil {
+				q.outcomeDone(l, res)
+				if logged != nil && res.applied {
+					logged(res.state)
+				}
+				return
+			}
+			err = fmt.Errorf("settle delivery: %w", err)
+			if fallback != nil {
+				q.submitOutcome(log, l, fallback(err), logged, nil)
+				return
+			}
+			log.Error("record delivery outcome; will try again", "err", err)
+			q.park(l, update, logged)
+		},
+	})
+}
+
+// outcomeApply is the op that updates l's delivery by update and ends its
+// ready key, if the delivery is still what l leased: otherwise (the lease
+// ended, the delivery was removed or redelivered meanwhile) it writes
+// nothing, so an outcome never resurrects a delivery.
+func (q *Queue) outcomeApply(l *lease, update func(txn *badger.Txn, rec *record) (string, error), res *outcomeResult) func(txn *badger.Txn) error {
+	return func(txn *badger.Txn) error {
+		*res = outcomeResult{}
 		if err := q.inject("settle"); err != nil {
 			return err
 		}
-		if _, err := txn.Get(keyLease(c.id)); errors.Is(err, badger.ErrKeyNotFound) {
+		q.mu.Lock()
+		held := q.holdsLocked(l)
+		q.mu.Unlock()
+		if !held {
 			return nil
-		} else if err != nil {
-			return err
 		}
-		held = true
-		if err := txn.Delete(keyLease(c.id)); err != nil {
-			return err
-		}
-		rec, err := getRecord(txn, c.id)
+		rec, err := getRecord(txn, l.id)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		st, err := fn(txn, &rec)
-		if err != nil || st == "" {
+		if rec.State != webhook.StateReady || rec.Due != l.due {
+			return nil
+		}
+		if err := txn.Delete(keyReady(l.hook, l.due, l.id)); err != nil {
 			return err
 		}
-		state, final = st, rec
-		rec.State = st
-		return putRecord(txn, c.id, rec)
-	})
-	if err != nil {
-		return "", fmt.Errorf("settle delivery: %w", err)
+		state, err := update(txn, &rec)
+		if err != nil {
+			return err
+		}
+		res.applied, res.state = true, state
+		if state == "" {
+			return nil // update removed the delivery
+		}
+		rec.State = state
+		res.rec = rec
+		return putRecord(txn, l.id, rec)
 	}
-	if !held {
-		return "", nil
-	}
-	q.leased.Add(-1)
-	switch state {
-	case webhook.StateReady:
-		q.ready.Add(1)
-		q.mu.Lock()
-		q.notifyLocked(final.Hook, final.Due)
-		q.mu.Unlock()
-	case webhook.StateDead:
-		q.dead.Add(1)
-	}
-	return state, nil
 }
 
-// putBack returns c's lease to ready at its old due time, uncounted (an
-// attempt cut short by shutdown). If that fails, Open returns the lease at
-// the next start.
-func (q *Queue) putBack(c claimed) {
-	_, err := q.settle(c, func(txn *badger.Txn, rec *record) (string, error) {
-		return webhook.StateReady, txn.Set(keyReady(rec.Hook, rec.Due, c.id), nil)
-	})
-	if err != nil {
-		q.opts.Logger.Error("return delivery to ready; it returns at the next start", "delivery", c.id, "err", err)
+// outcomeDone counts a committed outcome and ends l.
+func (q *Queue) outcomeDone(l *lease, res outcomeResult) {
+	q.mu.Lock()
+	if res.applied {
+		switch res.state {
+		case webhook.StateReady: // its ready key was replaced
+		case webhook.StateDead:
+			q.readyKeys.Add(-1)
+			q.dead.Add(1)
+		default:
+			q.readyKeys.Add(-1)
+		}
 	}
+	q.dropLeaseLocked(l, false)
+	if res.applied && res.state == webhook.StateReady {
+		q.notifyLocked(l.hook, res.rec.Due, l.id)
+	}
+	q.mu.Unlock()
+	q.poke()
 }
 
 // inject returns the error the fault seam injects for op, if any.
@@ -445,57 +508,73 @@ func (q *Queue) inject(op string) error {
 	return q.fault(op)
 }
 
-// parkedOutcomes are settlements whose commit failed: their deliveries stay
-// leased (and counted as leased) until Run commits them.
+// parkedOutcomes are outcomes whose commit failed: their deliveries stay
+// leased (and counted as leased) until Run commits them, or until the lease
+// expires and the delivery is tried again.
 type parkedOutcomes struct {
 	mu    sync.Mutex
 	items map[string]*parkedOutcome // by delivery id
 }
 
 type parkedOutcome struct {
-	c      claimed
+	l      *lease
 	update func(txn *badger.Txn, rec *record) (string, error)
+	logged func(state string)
 	tries  int
 	next   time.Time // wall clock
+	busy   bool      // a commit of it is under way
 }
 
 // park keeps update to be committed by Run.
-func (q *Queue) park(c claimed, update func(txn *badger.Txn, rec *record) (string, error)) {
+func (q *Queue) park(l *lease, update func(txn *badger.Txn, rec *record) (string, error), logged func(string)) {
 	q.parked.mu.Lock()
 	defer q.parked.mu.Unlock()
 	if q.parked.items == nil {
 		q.parked.items = map[string]*parkedOutcome{}
 	}
-	q.parked.items[c.id] = &parkedOutcome{c: c, update: update, next: time.Now().Add(q.opts.PollInterval)}
+	q.parked.items[l.id] = &parkedOutcome{l: l, update: update, logged: logged, next: time.Now().Add(q.opts.PollInterval)}
 }
 
-// settleParked tries again the parked settlements that are due, each after
-// a wait that doubles from PollInterval up to a minute.
+// settleParked tries again the parked outcomes that are due, each after a
+// wait that doubles from PollInterval up to a minute.
 func (q *Queue) settleParked() {
 	now := time.Now()
 	q.parked.mu.Lock()
 	var due []*parkedOutcome
 	for _, p := range q.parked.items {
-		if !p.next.After(now) {
+		if !p.busy && !p.next.After(now) {
+			p.busy = true
 			due = append(due, p)
 		}
 	}
 	q.parked.mu.Unlock()
 	for _, p := range due {
-		state, err := q.settle(p.c, p.update)
-		q.parked.mu.Lock()
-		if err != nil {
-			p.tries++
-			p.next = now.Add(min(q.opts.PollInterval<<min(p.tries, 16), time.Minute))
-		} else {
-			delete(q.parked.items, p.c.id)
-		}
-		q.parked.mu.Unlock()
-		if err != nil {
-			q.opts.Logger.Error("record delivery outcome; will try again", "delivery", p.c.id, "tries", p.tries, "err", err)
-		} else {
-			q.opts.Logger.Info("recorded delivery outcome after retrying", "delivery", p.c.id, "state", state)
-		}
+		var res outcomeResult
+		q.commits.submit(&op{
+			urgent: true,
+			apply:  q.outcomeApply(p.l, p.update, &res),
+			done: func(err error) {
+				q.parked.mu.Lock()
+				p.busy = false
+				if err != nil {
+					p.tries++
+					p.next = now.Add(min(q.opts.PollInterval<<min(p.tries, 16), time.Minute))
+				} else {
+					delete(q.parked.items, p.l.id)
+				}
+				tries := p.tries
+				q.parked.mu.Unlock()
+				if err != nil {
+					q.opts.Logger.Error("record delivery outcome; will try again", "delivery", p.l.id, "tries", tries, "err", err)
+					return
+				}
+				q.outcomeDone(p.l, res)
+				q.opts.Logger.Info("recorded delivery outcome after retrying", "delivery", p.l.id, "state", res.state)
+				if p.logged != nil && res.applied {
+					p.logged(res.state)
+				}
+			},
+		})
 	}
 }
 

@@ -24,6 +24,7 @@ type fakeHooks struct {
 	targets     map[string]webhook.Target // by hook id
 	subs        map[[2]string][]string    // (user, type) → hook ids
 	recorded    []recorded
+	batches     int // RecordAttempts calls
 	deactivated map[string]bool
 }
 
@@ -84,6 +85,27 @@ func (f *fakeHooks) RecordAttempt(id string, at time.Time, status int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.recorded = append(f.recorded, recorded{id, at, status})
+}
+
+// RecordAttempts makes fakeHooks an attemptBatcher, as hooks.Store is.
+func (f *fakeHooks) RecordAttempts(latest map[string]webhook.LatestAttempt) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.batches++
+	for id, a := range latest {
+		f.recorded = append(f.recorded, recorded{id, a.At, a.Status})
+	}
+}
+
+// latest is the last recorded attempt of each hook.
+func (f *fakeHooks) latest() map[string]recorded {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := map[string]recorded{}
+	for _, r := range f.recorded {
+		m[r.Hook] = r
+	}
+	return m
 }
 
 func (f *fakeHooks) Deactivate(id string) {
@@ -276,12 +298,51 @@ func allKeys(t testing.TB, q *Queue) []string {
 	return keys
 }
 
-func schedOf(q *Queue) map[string]hookState {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	m := map[string]hookState{}
-	for k, v := range q.sched {
-		m[k] = *v
+// leaseDue leases up to n of hook's deliveries due now, as the dispatcher
+// does, without attempting them; each lease holds its record.
+func leaseDue(t testing.TB, q *Queue, hook string, n int) []*lease {
+	t.Helper()
+	now := q.opts.Now().UnixMilli()
+	var got []*lease
+	for len(got) < n {
+		q.mu.Lock()
+		st := q.stateLocked(hook)
+		taken := q.takeLocked(st, now, n-len(got))
+		if len(taken) > 0 {
+			st.inflight += len(taken)
+			q.busy += len(taken)
+			q.placeLocked(st)
+			q.mu.Unlock()
+			got = append(got, taken...)
+			continue
+		}
+		if st.next() > now {
+			q.mu.Unlock()
+			break
+		}
+		st.reading = true
+		from := st.from
+		q.mu.Unlock()
+		refs, next, after, err := q.readReady(hook, from, now, readAhead)
+		require.NoError(t, err)
+		q.mu.Lock()
+		q.mergeReadLocked(st, refs, next, after, nil, now)
+		q.mu.Unlock()
 	}
-	return m
+	for _, l := range got {
+		rec, _, err := q.readDelivery(l)
+		require.NoError(t, err)
+		l.rec = rec
+		q.release(hook) // the worker slot: these leases have no attempt
+	}
+	return got
+}
+
+// settleNow commits the outcome update of l at once and returns the state
+// it left ("" when nothing was written or the delivery was removed).
+func settleNow(t testing.TB, q *Queue, l *lease, update updateFunc) string {
+	t.Helper()
+	var res outcomeResult
+	require.NoError(t, q.commits.wait(q.outcomeApply(l, update, &res), func() { q.outcomeDone(l, res) }))
+	return res.state
 }

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -95,90 +96,98 @@ func (q *Queue) Hold(ctx context.Context, events []webhook.Event, until time.Tim
 	// Badger's TTLs run on the wall clock: the key outlives the hold by
 	// remember, measured from the queue's clock.
 	ttl := max(until.Sub(q.opts.Now()), 0) + remember
-	return q.await(ctx, func() (int, error) { return q.writeHeld(items, ttl) })
+	var stored int
+	return q.await(ctx, "hold", func(txn *badger.Txn) (err error) {
+		stored, err = holdApply(txn, items, ttl)
+		return err
+	}, func() int {
+		q.held.Add(int64(stored))
+		q.m.enqueued.Add(float64(stored))
+		q.mu.Lock()
+		if q.heldFrom != nil && bytes.Compare(keyHeldAt(ms, ""), q.heldFrom) < 0 {
+			q.heldFrom = nil // a hold that ends before where Settle resumes: scan from the start again
+		}
+		q.mu.Unlock()
+		return stored
+	})
 }
 
-// await runs write in its own goroutine and waits for it or for ctx.
-func (q *Queue) await(ctx context.Context, write func() (int, error)) (int, error) {
+// await hands the committer an urgent op and waits for its commit (then
+// after counts what it stored) or for ctx. A caller that stops waiting
+// leaves the op to be committed all the same.
+func (q *Queue) await(ctx context.Context, what string, apply func(txn *badger.Txn) error, after func() int) (int, error) {
 	type result struct {
 		n   int
 		err error
 	}
 	done := make(chan result, 1)
-	go func() {
-		n, err := write()
+	q.commits.submit(&op{urgent: true, apply: apply, done: func(err error) {
+		n := 0
+		if err == nil {
+			n = after()
+		}
 		done <- result{n, err}
-	}()
+	}})
 	select {
 	case r := <-done:
-		return r.n, r.err
+		if r.err != nil {
+			return 0, fmt.Errorf("%s: %w", what, r.err)
+		}
+		return r.n, nil
 	case <-ctx.Done():
 		q.m.abandoned.Inc()
-		return 0, fmt.Errorf("hold: gave up waiting for the disk: %w", ctx.Err())
+		return 0, fmt.Errorf("%s: gave up waiting for the disk: %w", what, ctx.Err())
 	}
 }
 
-func (q *Queue) writeHeld(items []pending, ttl time.Duration) (int, error) {
-	if q.beforeWrite != nil {
-		q.beforeWrite()
-	}
-	var stored int
-	err := q.retryConflicts(func(txn *badger.Txn) error {
-		stored = 0
-		skip := map[string]bool{} // by occurrence: its twin came first
-		decided := map[string]bool{}
-		for _, it := range items {
-			h := hashKey(it.key)
-			if !decided[it.occ] {
-				decided[it.occ] = true
-				st, err := eventKeyState(txn, h)
-				if err != nil {
-					return err
-				}
-				switch {
-				case !it.recurs && st.mode == keyConfirmed:
-					skip[it.occ] = true
-					continue
-				case it.recurs && st.mode == keyCredits && st.credits > 0:
-					skip[it.occ] = true
-					st.credits--
-				default:
-					st = keyState{mode: keyHeld}
-				}
-				if err := txn.SetEntry(badger.NewEntry(keyEvent(h), st.value()).WithTTL(ttl)); err != nil {
-					return err
-				}
+// holdApply writes items as held deliveries, except the occurrences whose
+// twin came first, and returns how many it stored.
+func holdApply(txn *badger.Txn, items []pending, ttl time.Duration) (int, error) {
+	stored := 0
+	skip := map[string]bool{} // by occurrence: its twin came first
+	decided := map[string]bool{}
+	for _, it := range items {
+		h := hashKey(it.key)
+		if !decided[it.occ] {
+			decided[it.occ] = true
+			st, err := eventKeyState(txn, h)
+			if err != nil {
+				return 0, err
 			}
-			if skip[it.occ] {
+			switch {
+			case !it.recurs && st.mode == keyConfirmed:
+				skip[it.occ] = true
 				continue
+			case it.recurs && st.mode == keyCredits && st.credits > 0:
+				skip[it.occ] = true
+				st.credits--
+			default:
+				st = keyState{mode: keyHeld}
 			}
-			rec := it.rec
-			rec.Key, rec.Occ = h, it.occ
-			if err := putRecord(txn, it.id, rec); err != nil {
-				return err
+			if err := txn.SetEntry(badger.NewEntry(keyEvent(h), st.value()).WithTTL(ttl)); err != nil {
+				return 0, err
 			}
-			for _, e := range [][2][]byte{
-				{keyBody(it.id), it.body},
-				{keyHook(rec.Hook, it.id), nil},
-				{keyHeldAt(rec.Due, it.id), nil},
-				{keyHeldByKey(h, it.id), nil},
-			} {
-				if err := txn.Set(e[0], e[1]); err != nil {
-					return err
-				}
-			}
-			stored++
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("hold: %w", err)
+		if skip[it.occ] {
+			continue
+		}
+		rec := it.rec
+		rec.Key, rec.Occ = h, it.occ
+		if err := putRecord(txn, it.id, rec); err != nil {
+			return 0, err
+		}
+		for _, e := range [][2][]byte{
+			{keyBody(it.id), it.body},
+			{keyHook(rec.Hook, it.id), nil},
+			{keyHeldAt(rec.Due, it.id), nil},
+			{keyHeldByKey(h, it.id), nil},
+		} {
+			if err := txn.Set(e[0], e[1]); err != nil {
+				return 0, err
+			}
+		}
+		stored++
 	}
-	if err := q.sync(); err != nil {
-		return 0, fmt.Errorf("hold: sync: %w", err)
-	}
-	q.held.Add(int64(stored))
-	q.m.enqueued.Add(float64(stored))
 	return stored, nil
 }
 
@@ -197,13 +206,32 @@ func (q *Queue) Confirm(ctx context.Context, events []webhook.Event, remember ti
 			return ConfirmResult{}, fmt.Errorf("confirm %s: event without a key", ev.Type)
 		}
 	}
-	var res ConfirmResult
-	_, err := q.await(ctx, func() (int, error) {
-		var err error
-		res, err = q.writeConfirm(events, remember)
-		return 0, err
+	var (
+		res      ConfirmResult
+		released []confirmed
+		fresh    []pending
+	)
+	_, err := q.await(ctx, "confirm", func(txn *badger.Txn) (err error) {
+		res, released, fresh, err = q.confirmApply(txn, events, remember)
+		return err
+	}, func() int {
+		q.held.Add(-int64(len(released)))
+		q.readyKeys.Add(int64(len(released) + len(fresh)))
+		q.m.enqueued.Add(float64(len(fresh)))
+		refs := map[string][]readyRef{}
+		for _, c := range released {
+			refs[c.rec.Hook] = append(refs[c.rec.Hook], readyRef{c.rec.Due, c.id})
+		}
+		for _, it := range fresh {
+			refs[it.rec.Hook] = append(refs[it.rec.Hook], readyRef{it.rec.Due, it.id})
+		}
+		q.notify(refs)
+		return 0
 	})
-	return res, err
+	if err != nil {
+		return ConfirmResult{}, err
+	}
+	return res, nil
 }
 
 // ConfirmResult counts what Confirm did.
@@ -218,17 +246,11 @@ type confirmed struct {
 	rec record
 }
 
-func (q *Queue) writeConfirm(events []webhook.Event, remember time.Duration) (ConfirmResult, error) {
-	if q.beforeWrite != nil {
-		q.beforeWrite()
-	}
-	now := q.opts.Now()
-	ms := now.UnixMilli()
-	var res ConfirmResult
-	var released []confirmed
-	var fresh []pending
-	err := q.retryConflicts(func(txn *badger.Txn) error {
-		res, released, fresh = ConfirmResult{}, released[:0], fresh[:0]
+// confirmApply releases the held deliveries of events and stores new ones
+// for the events nobody held.
+func (q *Queue) confirmApply(txn *badger.Txn, events []webhook.Event, remember time.Duration) (res ConfirmResult, released []confirmed, fresh []pending, err error) {
+	ms := q.opts.Now().UnixMilli()
+	err = func() error {
 		seen := map[string]bool{}
 		for _, ev := range events {
 			h := hashKey(ev.Key)
@@ -318,26 +340,11 @@ func (q *Queue) writeConfirm(events []webhook.Event, remember time.Duration) (Co
 			res.New += len(items)
 		}
 		return nil
-	})
+	}()
 	if err != nil {
-		return ConfirmResult{}, fmt.Errorf("confirm: %w", err)
+		return ConfirmResult{}, nil, nil, err
 	}
-	if err := q.sync(); err != nil {
-		return ConfirmResult{}, fmt.Errorf("confirm: sync: %w", err)
-	}
-	q.held.Add(-int64(len(released)))
-	q.ready.Add(int64(len(released) + len(fresh)))
-	q.m.enqueued.Add(float64(len(fresh)))
-	q.mu.Lock()
-	for _, c := range released {
-		q.notifyLocked(c.rec.Hook, c.rec.Due)
-	}
-	for _, it := range fresh {
-		q.notifyLocked(it.rec.Hook, it.rec.Due)
-	}
-	q.mu.Unlock()
-	q.poke()
-	return res, nil
+	return res, released, fresh, nil
 }
 
 // Settle ends the holds due by now, oldest first, at most limit of them:
@@ -345,21 +352,34 @@ func (q *Queue) writeConfirm(events []webhook.Event, remember time.Duration) (Co
 // body it was held with (true) or is dropped (false).
 func (q *Queue) Settle(now time.Time, limit int, deliver func(heldAt time.Time) bool) (released, dropped int, err error) {
 	ms := now.UnixMilli()
-	var ready []confirmed
-	err = q.retryConflicts(func(txn *badger.Txn) error {
-		released, dropped, ready = 0, 0, ready[:0]
+	end := keyHeldAt(ms+1, "")
+	q.mu.Lock()
+	from := q.heldFrom
+	q.mu.Unlock()
+	var (
+		ready []confirmed
+		last  []byte
+	)
+	err = q.commits.wait(func(txn *badger.Txn) error {
+		released, dropped, ready, last = 0, 0, ready[:0], nil
 		var ids []string
 		var untils []int64
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pHeld)})
-		for it.Rewind(); it.Valid() && len(ids) < limit; it.Next() {
-			until, id, ok := splitTimed(it.Item().Key(), len(pHeld))
+		start := from
+		if start == nil {
+			start = []byte(pHeld)
+		}
+		for it.Seek(start); it.Valid() && len(ids) < limit; it.Next() {
+			k := it.Item().Key()
+			if bytes.Compare(k, end) >= 0 {
+				break
+			}
+			until, id, ok := splitTimed(k, len(pHeld))
 			if !ok {
 				continue
 			}
-			if until > ms {
-				break
-			}
 			ids, untils = append(ids, id), append(untils, until)
+			last = it.Item().KeyCopy(nil)
 		}
 		it.Close()
 		for i, id := range ids {
@@ -397,19 +417,24 @@ func (q *Queue) Settle(now time.Time, limit int, deliver func(heldAt time.Time) 
 			released++
 		}
 		return nil
+	}, func() {
+		q.held.Add(-int64(released + dropped))
+		q.readyKeys.Add(int64(released))
+		refs := map[string][]readyRef{}
+		for _, c := range ready {
+			refs[c.rec.Hook] = append(refs[c.rec.Hook], readyRef{c.rec.Due, c.id})
+		}
+		q.mu.Lock()
+		if last != nil && bytes.Equal(q.heldFrom, from) {
+			// Every hold index key before last is gone: the next call
+			// seeks past them rather than over their deletion markers.
+			q.heldFrom = append(last, 0)
+		}
+		q.mu.Unlock()
+		q.notify(refs)
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("settle holds: %w", err)
-	}
-	q.held.Add(-int64(released + dropped))
-	q.ready.Add(int64(released))
-	if released > 0 {
-		q.mu.Lock()
-		for _, c := range ready {
-			q.notifyLocked(c.rec.Hook, c.rec.Due)
-		}
-		q.mu.Unlock()
-		q.poke()
 	}
 	return released, dropped, nil
 }
@@ -473,17 +498,4 @@ func putPending(txn *badger.Txn, it pending) error {
 		}
 	}
 	return nil
-}
-
-// retryConflicts runs fn in a read-write transaction and commits it, again
-// from the start when Badger reports a conflict with a concurrent commit.
-func (q *Queue) retryConflicts(fn func(txn *badger.Txn) error) error {
-	var err error
-	for range maxConflicts {
-		err = q.db.Update(fn)
-		if !errors.Is(err, badger.ErrConflict) {
-			return err
-		}
-	}
-	return err
 }

@@ -198,22 +198,6 @@ func TestHoldAndConfirmRace(t *testing.T) {
 	}
 }
 
-// TestHoldAndConfirmSync: in group-commit mode (a database that does not sync
-// its commits) Hold and Confirm each wait for a sync before returning.
-func TestHoldAndConfirmSync(t *testing.T) {
-	db, err := badger.Open(testBadgerOptions(t.TempDir()).WithSyncWrites(false))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
-	fh := newFakeHooks()
-	fh.add("h1", "u1", "http://example.invalid/", "", "note")
-	q := openQueue(t, db, fh, testOptions(nil))
-	require.NotNil(t, q.syncer)
-	hold(t, q, time.Now().Add(time.Minute), keyed("u1", "note", "a", `{}`))
-	assert.Equal(t, int64(1), q.syncer.syncs.Load(), "Hold returns after a sync")
-	confirm(t, q, keyed("u1", "note", "b", `{}`))
-	assert.Equal(t, int64(2), q.syncer.syncs.Load(), "Confirm returns after a sync")
-}
-
 // TestHoldNeedsKeys: an event without a key cannot be held or confirmed.
 func TestHoldNeedsKeys(t *testing.T) {
 	q, _ := heldQueue(t, nil)

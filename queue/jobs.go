@@ -143,10 +143,7 @@ func (q *Queue) startRedeliverAll(hook string, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if err := q.update(func(txn *badger.Txn) error { return txn.Set(keyJob(hook), enc) }); err != nil {
-		return err
-	}
-	if err := q.sync(); err != nil {
+	if err := q.commits.wait(func(txn *badger.Txn) error { return txn.Set(keyJob(hook), enc) }, nil); err != nil {
 		return err
 	}
 	q.jobs.add(hook, jobRedeliver, r)
@@ -240,7 +237,7 @@ func (q *Queue) redeliverBatch(hook string, r redeliverJob) (after string, done 
 	if err != nil {
 		return "", false, err
 	}
-	n, err := q.requeue(ids, hook, q.opts.Now().UnixMilli(), false, func(txn *badger.Txn) error {
+	_, err = q.requeue(ids, hook, q.opts.Now().UnixMilli(), false, func(txn *badger.Txn) error {
 		item, err := txn.Get(keyJob(hook))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return errJobChanged
@@ -262,12 +259,6 @@ func (q *Queue) redeliverBatch(hook string, r redeliverJob) (after string, done 
 	})
 	if err != nil {
 		return "", false, err
-	}
-	if n > 0 {
-		if err := q.sync(); err != nil {
-			return "", false, fmt.Errorf("sync: %w", err)
-		}
-		q.poke()
 	}
 	return after, done, nil
 }

@@ -23,14 +23,11 @@ func deadLetters(t *testing.T, q *Queue, user, hook string, n int) {
 	}
 	require.Equal(t, n, enqueue(t, q, events...))
 	now := q.opts.Now()
-	got, _, err := q.claim(hook, now.UnixMilli(), n)
-	require.NoError(t, err)
+	got := leaseDue(t, q, hook, n)
 	require.Len(t, got, n)
-	for _, c := range got {
-		st := q.settlementOf(c, webhook.Attempt{At: now, Status: 400, Error: "HTTP 400 Bad Request"}, outFinal, 0, now)
-		state, err := q.settle(c, st.update)
-		require.NoError(t, err)
-		require.Equal(t, webhook.StateDead, state)
+	for _, l := range got {
+		st := q.settlementOf(l, webhook.Attempt{At: now, Status: 400, Error: "HTTP 400 Bad Request"}, outFinal, 0, now)
+		require.Equal(t, webhook.StateDead, settleNow(t, q, l, st.update))
 	}
 	require.Equal(t, int64(n), q.dead.Load())
 }

@@ -48,7 +48,7 @@ func (q *Queue) sweep(now time.Time) (int, error) {
 			return removed, err
 		}
 		var dead, gone int
-		err = q.update(func(txn *badger.Txn) error {
+		err = q.commits.wait(func(txn *badger.Txn) error {
 			dead, gone = 0, 0
 			for _, k := range keys {
 				at, id, ok := splitTimed(k, len(pExpiry))
@@ -73,11 +73,10 @@ func (q *Queue) sweep(now time.Time) (int, error) {
 				}
 			}
 			return nil
-		})
+		}, func() { q.dead.Add(-int64(dead)) })
 		if err != nil {
 			return removed, err
 		}
-		q.dead.Add(-int64(dead))
 		removed += gone
 	}
 }

@@ -59,9 +59,10 @@ func (q *Queue) cancelBatch(hook string) (removed int, done bool, err error) {
 	if err != nil {
 		return 0, false, err
 	}
-	var ready, leased, dead, held int64
-	err = q.update(func(txn *badger.Txn) error {
-		ready, leased, dead, held = 0, 0, 0, 0
+	var ready, dead, held int64
+	var gone []string
+	err = q.commits.wait(func(txn *badger.Txn) error {
+		ready, dead, held, gone = 0, 0, 0, gone[:0]
 		if err := txn.Delete(keyJob(hook)); err != nil {
 			return err
 		}
@@ -78,9 +79,7 @@ func (q *Queue) cancelBatch(hook string) (removed int, done bool, err error) {
 			}
 			switch rec.State {
 			case webhook.StateReady:
-				ready++
-			case webhook.StateLeased:
-				leased++
+				ready++ // whether or not an attempt holds it: its ready key goes
 			case webhook.StateDead:
 				dead++
 			case StateHeld:
@@ -89,16 +88,25 @@ func (q *Queue) cancelBatch(hook string) (removed int, done bool, err error) {
 			if err := deleteDelivery(txn, id, rec); err != nil {
 				return err
 			}
+			gone = append(gone, id)
 		}
 		return nil
+	}, func() {
+		q.readyKeys.Add(-ready)
+		q.dead.Add(-dead)
+		q.held.Add(-held)
+		q.mu.Lock()
+		for _, id := range gone {
+			if l := q.leases[id]; l != nil && !l.gone {
+				l.gone = true // its outcome writes nothing
+				q.leased.Add(-1)
+			}
+		}
+		q.mu.Unlock()
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("cancel deliveries of %s: %w", hook, err)
 	}
-	q.ready.Add(-ready)
-	q.leased.Add(-leased)
-	q.dead.Add(-dead)
-	q.held.Add(-held)
 	return len(ids), len(ids) == 0, nil
 }
 
@@ -180,7 +188,10 @@ func (q *Queue) view(txn *badger.Txn, id string, budget *int) (webhook.Delivery,
 	}
 	d := webhook.Delivery{ID: id, HookID: rec.Hook, UserID: rec.User, EventID: rec.Event, Type: rec.Type,
 		CreatedAt: time.UnixMilli(rec.Created).UTC(), State: rec.State, Attempts: []webhook.Attempt{}}
-	if rec.State == webhook.StateReady {
+	switch {
+	case rec.State == webhook.StateReady && q.isLeased(id):
+		d.State = webhook.StateLeased // leases live in memory only
+	case rec.State == webhook.StateReady:
 		next := time.UnixMilli(rec.Due).UTC()
 		d.NextAt = &next
 	}
@@ -237,26 +248,18 @@ func (q *Queue) Redeliver(ctx context.Context, hookID, deliveryID string) (int, 
 	if !validID(deliveryID) || !validHookID(hookID) {
 		return 0, webhook.ErrNoSuchDelivery
 	}
-	n, err := q.requeue([]string{deliveryID}, hookID, now.UnixMilli(), true, nil)
-	if err != nil {
-		return 0, err
-	}
-	if n > 0 {
-		if err := q.sync(); err != nil {
-			return n, fmt.Errorf("redeliver: sync: %w", err)
-		}
-		q.poke()
-	}
-	return n, nil
+	return q.requeue([]string{deliveryID}, hookID, now.UnixMilli(), true, nil)
 }
 
 // requeue makes ids of hook ready at now, in one transaction that also runs
-// also (when not nil) first. With one (an explicit id), any state but leased
-// qualifies; otherwise only dead letters do.
+// also (when not nil) first, and returns once that is on disk. With one (an
+// explicit id), any state but leased (being attempted) qualifies; otherwise
+// only dead letters do.
 func (q *Queue) requeue(ids []string, hook string, now int64, one bool, also func(txn *badger.Txn) error) (int, error) {
-	var fromDead, fromDone, moved int
-	err := q.update(func(txn *badger.Txn) error {
-		fromDead, fromDone, moved = 0, 0, 0
+	var fromDead, fromDone int
+	var moved []string
+	err := q.commits.wait(func(txn *badger.Txn) error {
+		fromDead, fromDone, moved = 0, 0, moved[:0]
 		if also != nil {
 			if err := also(txn); err != nil {
 				return err
@@ -280,10 +283,12 @@ func (q *Queue) requeue(ids []string, hook string, now int64, one bool, also fun
 			case webhook.StateLeased, StateHeld: // a held one goes out when its hold ends
 				continue
 			case webhook.StateReady:
+				if q.isLeased(id) {
+					continue
+				}
 				if err := txn.Delete(keyReady(hook, rec.Due, id)); err != nil {
 					return err
 				}
-				moved++
 			case webhook.StateDead, webhook.StateDelivered:
 				if err := txn.Delete(keyExpiry(rec.Expires, id)); err != nil {
 					return err
@@ -302,24 +307,25 @@ func (q *Queue) requeue(ids []string, hook string, now int64, one bool, also fun
 			if err := txn.Set(keyReady(hook, now, id), nil); err != nil {
 				return err
 			}
+			moved = append(moved, id)
 		}
 		return nil
+	}, func() {
+		q.dead.Add(-int64(fromDead))
+		q.readyKeys.Add(int64(fromDead + fromDone))
+		refs := map[string][]readyRef{}
+		for _, id := range moved {
+			refs[hook] = append(refs[hook], readyRef{now, id})
+		}
+		q.notify(refs)
 	})
 	if err != nil {
-		if errors.Is(err, webhook.ErrNoSuchDelivery) {
+		if errors.Is(err, webhook.ErrNoSuchDelivery) || errors.Is(err, errJobChanged) {
 			return 0, err
 		}
 		return 0, fmt.Errorf("redeliver: %w", err)
 	}
-	q.dead.Add(-int64(fromDead))
-	q.ready.Add(int64(fromDead + fromDone))
-	n := fromDead + fromDone + moved
-	if n > 0 {
-		q.mu.Lock()
-		q.notifyLocked(hook, now)
-		q.mu.Unlock()
-	}
-	return n, nil
+	return len(moved), nil
 }
 
 // SendTest makes one attempt (no retries) of a test delivery to t.URL with

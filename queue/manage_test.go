@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -122,7 +121,7 @@ func TestRedeliver(t *testing.T) {
 		require.Eventually(t, func() bool { return rc.count() == 5 }, waitFor, tick)
 	})
 	t.Run("all dead letters of the hook", func(t *testing.T) {
-		require.Eventually(t, func() bool { return q.leased.Load() == 0 && q.ready.Load() == 0 }, waitFor, tick)
+		require.Eventually(t, func() bool { return q.leased.Load() == 0 && q.readyNow() == 0 }, waitFor, tick)
 		n, err := q.Redeliver(context.Background(), "h1", "")
 		require.NoError(t, err)
 		assert.Zero(t, n, "done in the background")
@@ -145,19 +144,18 @@ func TestLeasesReturnedAtOpen(t *testing.T) {
 	db := openDB(t, dir)
 	q := openQueue(t, db, hooks, testOptions(nil))
 	enqueue(t, q, event("u1", "note", `{"n":1}`), event("u1", "note", `{"n":2}`), event("u1", "note", `{"n":3}`))
-	got, _, err := q.claim("h1", time.Now().UnixMilli(), 2)
-	require.NoError(t, err)
-	require.Len(t, got, 2)
+	require.Len(t, leaseDue(t, q, "h1", 2), 2)
 	states := map[string]int{}
 	for _, d := range list(t, q, "h1") {
 		states[d.State]++
 	}
 	assert.Equal(t, map[string]int{webhook.StateLeased: 2, webhook.StateReady: 1}, states)
-	require.NoError(t, db.Close()) // as a crash would leave it: two leases on disk
+	assert.Empty(t, keysWithPrefix(t, q, pLease), "leases are not written")
+	require.NoError(t, db.Close()) // as a crash would leave it: two attempts under way
 
 	db = openDB(t, dir)
 	q = openQueue(t, db, hooks, testOptions(nil))
-	assert.Equal(t, int64(3), q.ready.Load())
+	assert.Equal(t, int64(3), q.readyNow())
 	assert.Equal(t, int64(0), q.leased.Load())
 	for _, d := range list(t, q, "h1") {
 		assert.Equal(t, webhook.StateReady, d.State)
@@ -187,7 +185,7 @@ func TestShutdownReturnsLeases(t *testing.T) {
 		t.Fatal("Run did not return after the grace period")
 	}
 	assert.Equal(t, int64(0), q.leased.Load())
-	assert.Equal(t, int64(2), q.ready.Load())
+	assert.Equal(t, int64(2), q.readyNow())
 	for _, d := range list(t, q, "h1") {
 		assert.Equal(t, webhook.StateReady, d.State)
 		assert.Empty(t, d.Attempts, "a cancelled attempt is not counted")
@@ -437,31 +435,6 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
-func TestGroupSync(t *testing.T) {
-	release := make(chan struct{})
-	started := make(chan struct{}, 10)
-	g := &groupSync{sync: func() error {
-		started <- struct{}{}
-		<-release
-		return nil
-	}}
-	var wg sync.WaitGroup
-	wg.Go(func() { assert.NoError(t, g.wait()) })
-	<-started // the first sync is running; the next callers must wait for another
-	for range 9 {
-		wg.Go(func() { assert.NoError(t, g.wait()) })
-	}
-	require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.asked == 10 }, waitFor, tick)
-	release <- struct{}{}
-	<-started // one more sync covers all nine
-	release <- struct{}{}
-	wg.Wait()
-	assert.Equal(t, int64(2), g.syncs.Load())
-
-	failing := &groupSync{sync: func() error { return errors.New("disk on fire") }}
-	assert.EqualError(t, failing.wait(), "disk on fire")
-}
-
 func TestOpenValidates(t *testing.T) {
 	db := openDB(t, "")
 	cases := []struct {
@@ -480,30 +453,6 @@ func TestOpenValidates(t *testing.T) {
 	}
 	_, err := Open(nil, newFakeHooks(), Options{ServerURL: "https://ocean.example"})
 	assert.Error(t, err)
-}
-
-// TestGroupCommitMode: on a database that does not sync its commits, every
-// Enqueue still syncs, and concurrent ones share syncs.
-func TestGroupCommitMode(t *testing.T) {
-	db, err := badger.Open(testBadgerOptions(t.TempDir()).WithSyncWrites(false))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = db.Close() })
-	hooks := newFakeHooks()
-	hooks.add("h1", "u1", "http://example.invalid/", "", "note")
-	q := openQueue(t, db, hooks, testOptions(nil))
-	require.NotNil(t, q.syncer)
-	var wg sync.WaitGroup
-	for range 50 {
-		wg.Go(func() { assert.Equal(t, 1, enqueue(t, q, event("u1", "note", `{}`))) })
-	}
-	wg.Wait()
-	syncs := q.syncer.syncs.Load()
-	assert.Positive(t, syncs)
-	assert.LessOrEqual(t, syncs, int64(50))
-	assert.Equal(t, int64(50), q.ready.Load())
-
-	synced := openQueue(t, openDB(t, ""), hooks, testOptions(nil))
-	assert.Nil(t, synced.syncer, "BadgerOptions syncs every commit itself")
 }
 
 // The queue is the hooks API's Deliveries.

@@ -65,12 +65,16 @@ func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
 	q := c.q
-	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(q.ready.Load()))
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(q.readyNow()))
 	ch <- prometheus.MustNewConstMetric(c.leased, prometheus.GaugeValue, float64(q.leased.Load()))
 	ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(q.dead.Load()))
 	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(q.held.Load()))
 	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, q.oldestReadyAge().Seconds())
 }
+
+// readyNow is how many deliveries wait for their due time or a worker:
+// ready keys on disk less those an attempt holds.
+func (q *Queue) readyNow() int64 { return max(q.readyKeys.Load()-q.leased.Load(), 0) }
 
 // oldestReadyAge is how long the earliest due ready delivery has been due (0
 // when nothing is overdue). The schedule's per-hook earliest due may be
@@ -80,7 +84,7 @@ func (q *Queue) oldestReadyAge() time.Duration {
 	q.mu.Lock()
 	earliest := int64(noDue)
 	for _, st := range q.sched {
-		earliest = min(earliest, st.next)
+		earliest = min(earliest, st.next())
 	}
 	q.mu.Unlock()
 	if earliest == noDue || earliest >= now {

@@ -3,7 +3,6 @@ package queue
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,34 +31,44 @@ type Hooks interface {
 	Deactivate(hookID string)
 }
 
+// attemptBatcher is a hook store that records the latest attempts of many
+// hooks in one write (hooks.Store does); the queue then hands it its batches
+// instead of calling RecordAttempt once per hook.
+type attemptBatcher interface {
+	RecordAttempts(latest map[string]webhook.LatestAttempt)
+}
+
 // Queue is the durable delivery queue. Its methods are safe for concurrent use.
 type Queue struct {
-	db     *badger.DB
-	hooks  Hooks
-	opts   Options
-	server string
-	sender *sender
-	ids    *ocean.IDGen
-	syncer *groupSync // nil when the database syncs every commit itself
-	m      *metrics
+	db      *badger.DB
+	hooks   Hooks
+	opts    Options
+	server  string
+	sender  *sender
+	ids     *ocean.IDGen
+	commits *committer
+	m       *metrics
 
-	mu    sync.Mutex
-	sched map[string]*hookState // hooks with ready or in-flight work
-	busy  int                   // attempts in flight, all hooks
-	rnd   *rand.Rand            // opts.Rand, used under mu
+	mu       sync.Mutex
+	sched    map[string]*hookState // hooks with ready or in-flight work
+	due      dueHeap               // those with a due delivery and a free slot
+	leases   map[string]*lease     // by delivery id
+	leasesOf map[string]int        // leases per hook
+	busy     int                   // attempts in flight, all hooks
+	heldFrom []byte                // Settle's next scan of the hold index starts here
+	rnd      *rand.Rand            // opts.Rand, used under mu
 
 	wake    chan struct{} // a new due delivery or a freed slot
 	running atomic.Bool
 
-	ready, leased, dead atomic.Int64 // depth gauges
-	held                atomic.Int64 // deliveries waiting for confirmation (see Hold)
-	gcRuns              atomic.Int64 // value-log GC rounds, for tests
-
-	beforeWrite func() // test seam: runs before each enqueue write (a stalled disk)
+	readyKeys, leased, dead atomic.Int64 // ready keys on disk, valid leases, dead letters
+	held                    atomic.Int64 // deliveries waiting for confirmation (see Hold)
+	gcRuns                  atomic.Int64 // value-log GC rounds, for tests
 
 	fault  func(op string) error // test seam: an injected store error for op (see inject)
 	parked parkedOutcomes        // outcomes whose commit failed, retried by Run
 	jobs   jobs                  // background work of the management calls (jobs.go)
+	latest latestAttempts        // hooks' latest attempts, written in batches
 }
 
 // record is a delivery record (q/d/<id>).
@@ -78,39 +87,36 @@ type record struct {
 	Occ      string `json:"occ,omitempty"` // a held delivery's occurrence: the first delivery id of its event
 }
 
-// hookState is the scheduler's view of one hook.
-type hookState struct {
-	inflight int
-	next     int64 // no ready delivery of the hook is due before this (unix ms)
-	seen     int64 // earliest due notified while a claim scanned the hook
-}
-
 const noDue = math.MaxInt64
 
-// Open prepares the queue on db (opened with BadgerOptions): every lease is
-// returned to ready, and the depth gauges and the schedule are rebuilt from
-// the keys (a key-only scan; the backlog itself is not loaded).
+// Open prepares the queue on db, which must be opened with SyncWrites
+// (BadgerOptions): the leases an older version stored are returned to
+// ready, and the depth gauges and the schedule are rebuilt from the keys (a
+// key-only scan; the backlog itself is not loaded).
 func Open(db *badger.DB, hooks Hooks, opts Options) (*Queue, error) {
 	if db == nil || hooks == nil {
 		return nil, errors.New("queue: nil database or hooks")
+	}
+	if !db.Opts().SyncWrites {
+		return nil, errors.New("queue: the database must be opened with SyncWrites (queue.BadgerOptions): an enqueue is durable when its commit returns")
 	}
 	server, host, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	q := &Queue{
-		db:     db,
-		hooks:  hooks,
-		opts:   opts,
-		server: server,
-		sender: newSender(&opts, host),
-		ids:    ocean.NewIDGen(opts.Rand),
-		sched:  make(map[string]*hookState),
-		rnd:    opts.Rand,
-		wake:   make(chan struct{}, 1),
-	}
-	if !db.Opts().SyncWrites {
-		q.syncer = &groupSync{sync: db.Sync}
+		db:       db,
+		hooks:    hooks,
+		opts:     opts,
+		server:   server,
+		sender:   newSender(&opts, host),
+		ids:      ocean.NewIDGen(opts.Rand),
+		commits:  newCommitter(db),
+		sched:    make(map[string]*hookState),
+		leases:   make(map[string]*lease),
+		leasesOf: make(map[string]int),
+		rnd:      opts.Rand,
+		wake:     make(chan struct{}, 1),
 	}
 	if err := q.returnLeases(); err != nil {
 		return nil, fmt.Errorf("queue: return leases: %w", err)
@@ -127,8 +133,9 @@ func Open(db *badger.DB, hooks Hooks, opts Options) (*Queue, error) {
 	return q, nil
 }
 
-// returnLeases puts every leased delivery back into the ready index at the due
-// time it had when it was claimed.
+// returnLeases puts every stored lease back into the ready index at the due
+// time it had when it was claimed. This version keeps leases in memory
+// only; stored ones (q/l/) come from an older version's data directory.
 func (q *Queue) returnLeases() error {
 	for {
 		var ids []string
@@ -172,17 +179,20 @@ func (q *Queue) returnLeases() error {
 	}
 }
 
-// load counts ready and dead deliveries and finds each hook's earliest due.
+// load counts ready, held and dead deliveries and finds each hook's
+// earliest due.
 func (q *Queue) load() error {
 	return q.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pReady)})
 		for it.Rewind(); it.Valid(); it.Next() {
-			hook, due, _, ok := parseReady(it.Item().Key())
+			hook, due, id, ok := parseReady(it.Item().Key())
 			if !ok {
 				continue
 			}
-			q.ready.Add(1)
-			q.notifyLocked(hook, due)
+			q.readyKeys.Add(1)
+			if st := q.sched[hook]; st == nil || st.next() == noDue {
+				q.notifyLocked(hook, due, id) // the first key of each hook is enough
+			}
 		}
 		it.Close()
 		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pHeld)})
@@ -209,7 +219,9 @@ func (q *Queue) load() error {
 
 // Enqueue stores one delivery per active subscribed hook of each event and
 // returns, once they are synced to disk, how many it stored. All deliveries of
-// one call are written in one transaction.
+// one call are written in one transaction, shared with the concurrent calls
+// that arrived while the previous one was being written (group commit: one
+// sync covers them all).
 //
 // Enqueue gives up when ctx ends before the write is on disk, so a stalled
 // disk cannot hold the caller past its own deadline. The write it started
@@ -224,11 +236,21 @@ func (q *Queue) Enqueue(ctx context.Context, events []webhook.Event) (int, error
 		return 0, err
 	}
 	done := make(chan error, 1)
-	go func() { done <- q.write(items) }()
+	q.commits.submit(&op{
+		urgent: true,
+		apply:  func(txn *badger.Txn) error { return putAll(txn, items) },
+		solo:   func() error { return q.writeChunked(items) },
+		done: func(err error) {
+			if err == nil {
+				q.stored(items)
+			}
+			done <- err
+		},
+	})
 	select {
 	case err := <-done:
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("enqueue: %w", err)
 		}
 		return len(items), nil
 	case <-ctx.Done():
@@ -280,57 +302,47 @@ func (q *Queue) prepare(events []webhook.Event) ([]pending, error) {
 	return items, nil
 }
 
-// write commits items in one transaction (more when they do not fit one),
-// waits until they are on disk and hands them to the scheduler. It finishes
-// even when the caller stopped waiting, so a write that lands is delivered.
-func (q *Queue) write(items []pending) error {
-	if q.beforeWrite != nil {
-		q.beforeWrite()
+// putAll writes items as new ready deliveries.
+func putAll(txn *badger.Txn, items []pending) error {
+	for _, it := range items {
+		if err := putPending(txn, it); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// writeChunked writes items too many for one transaction in as many as it
+// takes: such a call cannot be atomic, but it is still durable (each commit
+// synced) before Enqueue returns.
+func (q *Queue) writeChunked(items []pending) error {
 	txn := q.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
 	for _, it := range items {
-		enc, err := json.Marshal(it.rec)
+		err := putPending(txn, it)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err = txn.Commit(); err != nil {
+				return fmt.Errorf("commit: %w", err)
+			}
+			txn = q.db.NewTransaction(true)
+			err = putPending(txn, it)
+		}
 		if err != nil {
-			return fmt.Errorf("enqueue: %w", err)
-		}
-		entries := [][2][]byte{
-			{keyRecord(it.id), enc},
-			{keyBody(it.id), it.body},
-			{keyHook(it.rec.Hook, it.id), nil},
-			{keyReady(it.rec.Hook, it.rec.Due, it.id), nil},
-		}
-		for _, e := range entries {
-			err := txn.Set(e[0], e[1])
-			if errors.Is(err, badger.ErrTxnTooBig) {
-				// A call this large cannot be atomic; it is still durable
-				// before Enqueue returns.
-				if err = txn.Commit(); err != nil {
-					return fmt.Errorf("enqueue: commit: %w", err)
-				}
-				txn = q.db.NewTransaction(true)
-				err = txn.Set(e[0], e[1])
-			}
-			if err != nil {
-				return fmt.Errorf("enqueue: %w", err)
-			}
+			return err
 		}
 	}
-	if err := txn.Commit(); err != nil {
-		return fmt.Errorf("enqueue: commit: %w", err)
-	}
-	if err := q.sync(); err != nil {
-		return fmt.Errorf("enqueue: sync: %w", err)
-	}
-	q.ready.Add(int64(len(items)))
+	return txn.Commit()
+}
+
+// stored counts and schedules items once their commit is on disk.
+func (q *Queue) stored(items []pending) {
+	q.readyKeys.Add(int64(len(items)))
 	q.m.enqueued.Add(float64(len(items)))
-	q.mu.Lock()
+	refs := map[string][]readyRef{}
 	for _, it := range items {
-		q.notifyLocked(it.rec.Hook, it.rec.Due)
+		refs[it.rec.Hook] = append(refs[it.rec.Hook], readyRef{it.rec.Due, it.id})
 	}
-	q.mu.Unlock()
-	q.poke()
-	return nil
+	q.notify(refs)
 }
 
 // envelope is Ocean's delivery body, keys in Ocean's order, with HTML
@@ -357,14 +369,6 @@ func (q *Queue) envelope(rec record, body json.RawMessage) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// sync makes committed writes durable (group commit).
-func (q *Queue) sync() error {
-	if q.syncer == nil {
-		return nil
-	}
-	return q.syncer.wait()
-}
-
 // update runs fn in a read-write transaction, retrying on conflict.
 func (q *Queue) update(fn func(txn *badger.Txn) error) error {
 	for {
@@ -373,17 +377,6 @@ func (q *Queue) update(fn func(txn *badger.Txn) error) error {
 			return err
 		}
 	}
-}
-
-// notifyLocked records that hook has a ready delivery due at due.
-func (q *Queue) notifyLocked(hook string, due int64) {
-	st := q.sched[hook]
-	if st == nil {
-		st = &hookState{next: noDue, seen: noDue}
-		q.sched[hook] = st
-	}
-	st.next = min(st.next, due)
-	st.seen = min(st.seen, due)
 }
 
 // poke wakes the dispatcher without blocking.
@@ -410,51 +403,6 @@ func putRecord(txn *badger.Txn, id string, rec record) error {
 		return err
 	}
 	return txn.Set(keyRecord(id), enc)
-}
-
-// leaseValue is a lease's expiry (unix ms) followed by the hook id.
-func leaseValue(expiry int64, hook string) []byte {
-	v := binary.BigEndian.AppendUint64(nil, uint64(max(expiry, 0)))
-	return append(v, hook...)
-}
-
-// groupSync shares one db.Sync among every caller that arrives while another
-// is running: a caller's commit is covered by the first sync that starts after
-// it asked.
-type groupSync struct {
-	sync  func() error
-	mu    sync.Mutex
-	cond  *sync.Cond
-	asked uint64 // requests so far
-	done  uint64 // requests covered by the last finished sync
-	busy  bool
-	err   error
-	syncs atomic.Int64
-}
-
-func (g *groupSync) wait() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.cond == nil {
-		g.cond = sync.NewCond(&g.mu)
-	}
-	g.asked++
-	mine := g.asked
-	for g.done < mine {
-		if g.busy {
-			g.cond.Wait()
-			continue
-		}
-		g.busy = true
-		covers := g.asked
-		g.mu.Unlock()
-		err := g.sync()
-		g.syncs.Add(1)
-		g.mu.Lock()
-		g.busy, g.done, g.err = false, covers, err
-		g.cond.Broadcast()
-	}
-	return g.err
 }
 
 // expiresAt is now plus d in unix ms.

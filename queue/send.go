@@ -75,7 +75,7 @@ func newSender(o *Options, host string) *sender {
 		ResponseHeaderTimeout: o.AttemptTimeout,
 	}
 	hc := &http.Client{
-		Transport:     transport,
+		Transport:     keepIdle{transport},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	mk := func(retries int) *retryablehttp.Client {
@@ -92,6 +92,14 @@ func newSender(o *Options, host string) *sender {
 	return &sender{quick: mk(o.QuickRetries), single: mk(0), prefix: o.HeaderPrefix, host: host,
 		timeout: o.AttemptTimeout, private: isPrivate}
 }
+
+// keepIdle hides the transport's CloseIdleConnections from http.Client:
+// go-retryablehttp closes the client's idle connections whenever a request
+// fails for good, which would make one failing receiver cost every healthy
+// one its keep-alive connections.
+type keepIdle struct{ rt http.RoundTripper }
+
+func (k keepIdle) RoundTrip(r *http.Request) (*http.Response, error) { return k.rt.RoundTrip(r) }
 
 // quickRetryPolicy retries inside one attempt only what a moment may fix: a
 // connection error that is not the SSRF guard, or a 5xx without Retry-After

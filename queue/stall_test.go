@@ -26,16 +26,20 @@ import (
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
 
-// stall makes every enqueue write of q wait until the returned release is
-// called, as a hung disk would; started receives once per write that began.
-// release is idempotent and runs at cleanup.
+// stall makes every commit of q wait until the returned release is called,
+// as a hung disk would; started receives once per commit that began (when
+// nobody takes it, later ones are not announced). release is idempotent and
+// runs at cleanup.
 func stall(t *testing.T, q *Queue) (started <-chan struct{}, release func()) {
 	t.Helper()
 	gate := make(chan struct{})
 	begun := make(chan struct{}, 16)
 	started = begun
-	q.beforeWrite = func() {
-		begun <- struct{}{}
+	q.commits.before = func() {
+		select {
+		case begun <- struct{}{}:
+		default:
+		}
 		<-gate
 	}
 	closed := false

@@ -92,6 +92,13 @@ type Delivery struct {
 	Omitted int `json:"omittedAttempts"`
 }
 
+// LatestAttempt is a hook's latest delivery attempt: what its latestSentAt
+// and latestStatus show.
+type LatestAttempt struct {
+	At     time.Time
+	Status int // as in Attempt
+}
+
 // Target is where and how a hook's deliveries go, read at attempt time so that
 // an edited URL or secret applies to the next attempt.
 type Target struct {
