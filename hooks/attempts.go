@@ -1,0 +1,43 @@
+package hooks
+
+import (
+	"errors"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// RecordAttempts sets latestSentAt/latestStatus of many hooks in one
+// transaction (one commit, one sync on a database opened with SyncWrites),
+// serialised with the store's other writes like RecordAttempt: the queue
+// hands its attempts over in batches this way, so a burst of deliveries
+// costs one write per batch rather than one per attempt. Deleted hooks are
+// left alone.
+func (s *Store) RecordAttempts(latest map[string]webhook.LatestAttempt) {
+	if len(latest) == 0 {
+		return
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	err := s.update(func(txn *badger.Txn) error {
+		for id, a := range latest {
+			h, err := get(txn, id)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			at, status := a.At.UTC(), a.Status
+			h.LatestSentAt, h.LatestStatus = &at, &status
+			if err := put(txn, h); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Error("hooks: record attempts", "hooks", len(latest), "err", err)
+	}
+}
