@@ -48,14 +48,27 @@ type transport struct {
 	expectTimeout time.Duration
 	idleTimeout   time.Duration
 	maxIdle       int
+	watchEvery    time.Duration
 
 	mu      sync.Mutex
 	idle    []*upConn   // least recently used first
 	janitor *time.Timer // closes connections idle for longer than idleTimeout
+
+	// The watch: while exchanges are in flight, one goroutine looks at them
+	// every watchEvery and interrupts those whose request's context ended
+	// or whose response head is overdue. This costs an exchange two map
+	// updates instead of a context callback and deadline changes.
+	watchMu  sync.Mutex
+	inFlight map[*upConn]struct{}
+	watching bool
 }
 
 // Limits of the transport.
 const (
+	// maxWatchEvery is the longest the watch waits between two looks: how
+	// late at most a client that went away, or an overdue response head,
+	// is noticed.
+	maxWatchEvery = 50 * time.Millisecond
 	// inlineBodyMax is the largest request body of known length that is read
 	// whole and sent in the same write as the request's head. Larger bodies
 	// stream as the client sends them.
@@ -96,6 +109,11 @@ func newLeanTransport(up *url.URL, dialTimeout, headerTimeout, idleTimeout time.
 		expectTimeout: time.Second,
 		idleTimeout:   idleTimeout,
 		maxIdle:       maxIdle,
+		watchEvery:    maxWatchEvery,
+		inFlight:      make(map[*upConn]struct{}),
+	}
+	if headerTimeout > 0 && headerTimeout/4 < t.watchEvery {
+		t.watchEvery = max(headerTimeout/4, time.Millisecond)
 	}
 	hostname, port := up.Hostname(), up.Port()
 	if port == "" {
@@ -122,14 +140,13 @@ type upConn struct {
 	// goroutine touches it.
 	headLeft int64
 	idleAt   time.Time
-	// interruptFn is interrupt as a func value, made once per connection.
-	interruptFn func()
 
-	// mu orders the deadline changes of the exchange's goroutines with the
-	// context's interruption, which must win.
+	// mu orders the watch's interruption with the exchange's own deadline
+	// changes and with its end: an interruption wins, and never reaches the
+	// next exchange.
 	mu          sync.Mutex
-	interrupted bool
-	headRead    bool // the response head is in: the header timeout no longer applies
+	cur         *roundTrip // the exchange in flight
+	interrupted bool       // the connection's deadlines are spoiled: it is not reused
 }
 
 // Read feeds the response reader, within the head limit while a head is
@@ -149,13 +166,36 @@ func (c *upConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// interrupt makes every blocked or later read and write of the exchange
-// fail; it runs when the request's context ends.
+// interrupt makes every blocked or later read and write on the connection
+// fail at once.
 func (c *upConn) interrupt() {
 	c.mu.Lock()
+	c.interruptLocked()
+	c.mu.Unlock()
+}
+
+func (c *upConn) interruptLocked() {
 	c.interrupted = true
 	_ = c.conn.SetDeadline(aLongTimeAgo)
-	c.mu.Unlock()
+}
+
+// check is the watch's look at the exchange in flight: it is interrupted
+// when its request's context ended or its response head is overdue.
+func (c *upConn) check(now int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	x := c.cur
+	if x == nil || c.interrupted {
+		return
+	}
+	if x.ctx.Err() != nil {
+		c.interruptLocked()
+		return
+	}
+	if by := x.headBy.Load(); by > 0 && now >= by {
+		x.timedOut.Store(true)
+		c.interruptLocked()
+	}
 }
 
 // setReadDeadline sets the read deadline unless the exchange was
@@ -168,30 +208,77 @@ func (c *upConn) setReadDeadline(d time.Time) {
 	c.mu.Unlock()
 }
 
+// Values of roundTrip.headBy besides a deadline.
+const (
+	headPending = 0  // the request is still being written
+	headIn      = -1 // the response head arrived: no timeout applies
+)
+
 // armHeadTimeout starts the response-header timeout once the request was
 // written, unless the head already arrived.
-func (c *upConn) armHeadTimeout() {
-	d := c.t.headerTimeout
-	if d <= 0 {
-		return
+func (x *roundTrip) armHeadTimeout() {
+	if d := x.t.headerTimeout; d > 0 {
+		x.headBy.CompareAndSwap(headPending, time.Now().Add(d).UnixNano())
 	}
-	c.mu.Lock()
-	if !c.interrupted && !c.headRead {
-		_ = c.conn.SetReadDeadline(time.Now().Add(d))
-	}
-	c.mu.Unlock()
 }
 
 // headDone lifts the header timeout: the body may stream for as long as it
 // takes.
-func (c *upConn) headDone() {
-	c.headLeft = -1
+func (x *roundTrip) headDone() {
+	x.c.headLeft = -1
+	x.headBy.Store(headIn)
+}
+
+// watch puts c under the transport's watch while x runs on it.
+func (t *transport) watch(c *upConn, x *roundTrip) {
 	c.mu.Lock()
-	c.headRead = true
-	if !c.interrupted && c.t.headerTimeout > 0 {
-		_ = c.conn.SetReadDeadline(time.Time{})
-	}
+	c.cur, c.interrupted = x, false
 	c.mu.Unlock()
+	t.watchMu.Lock()
+	t.inFlight[c] = struct{}{}
+	if !t.watching {
+		t.watching = true
+		go t.watchLoop()
+	}
+	t.watchMu.Unlock()
+}
+
+// unwatch ends the watch of c's exchange and reports whether the watch (or
+// anything else) interrupted it.
+func (t *transport) unwatch(c *upConn) (interrupted bool) {
+	c.mu.Lock()
+	c.cur = nil
+	interrupted = c.interrupted
+	c.mu.Unlock()
+	t.watchMu.Lock()
+	delete(t.inFlight, c)
+	t.watchMu.Unlock()
+	return interrupted
+}
+
+// watchLoop runs while exchanges are in flight.
+func (t *transport) watchLoop() {
+	tick := time.NewTicker(t.watchEvery)
+	defer tick.Stop()
+	var conns []*upConn
+	for range tick.C {
+		t.watchMu.Lock()
+		if len(t.inFlight) == 0 {
+			t.watching = false
+			t.watchMu.Unlock()
+			return
+		}
+		conns = conns[:0]
+		for c := range t.inFlight {
+			conns = append(conns, c)
+		}
+		t.watchMu.Unlock()
+		now := time.Now().UnixNano()
+		for _, c := range conns {
+			c.check(now)
+		}
+		clear(conns)
+	}
 }
 
 func (c *upConn) close() {
@@ -320,7 +407,6 @@ func (t *transport) dial(ctx context.Context) (*upConn, error) {
 		conn = tc
 	}
 	c := &upConn{t: t, conn: conn}
-	c.interruptFn = c.interrupt
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			c.raw = raw
@@ -632,8 +718,11 @@ type roundTrip struct {
 	t    *transport
 	c    *upConn
 	req  *http.Request
+	ctx  context.Context
 	body io.ReadCloser // the parser's body
-	stop func() bool   // ends the context watch; nil once ended
+
+	headBy   atomic.Int64 // when the header timeout fires (unix ns), or headPending, headIn
+	timedOut atomic.Bool  // the watch interrupted an overdue head
 
 	// pending counts the parts still running: the response, and a request
 	// body being written beside it. The last one to end releases the
@@ -650,22 +739,21 @@ type roundTrip struct {
 
 // exchange writes the request on c and reads the response head.
 func (t *transport) exchange(ctx context.Context, c *upConn, req *http.Request, h *head, trace *httptrace.ClientTrace) (*http.Response, error) {
-	x := &roundTrip{t: t, c: c, req: req}
+	x := &roundTrip{t: t, c: c, req: req, ctx: ctx}
 	x.pending.Store(1)
 	c.headLeft = maxResponseHead
-	c.interrupted, c.headRead = false, false
 	if c.br == nil {
 		c.br = readerPool.Get().(*bufio.Reader)
 		c.br.Reset(c)
 	}
-	x.stop = context.AfterFunc(ctx, c.interruptFn)
+	t.watch(c, x)
 
 	buf := *h.buf
 	if h.mode == bodyNone || (h.mode == bodyInline && !h.expect) {
 		if _, err := c.conn.Write(buf); err != nil {
 			return nil, x.fail(&noResponse{err})
 		}
-		c.armHeadTimeout()
+		x.armHeadTimeout()
 	} else {
 		if _, err := c.conn.Write(buf[:h.headLen]); err != nil {
 			return nil, x.fail(&noResponse{err})
@@ -678,6 +766,8 @@ func (t *transport) exchange(ctx context.Context, c *upConn, req *http.Request, 
 	if err != nil {
 		if we := x.writeErr.Load(); we != nil {
 			err = *we
+		} else if x.timedOut.Load() {
+			err = fmt.Errorf("no response head within %s: %w", t.headerTimeout, err)
 		}
 		return nil, x.fail(err)
 	}
@@ -685,11 +775,12 @@ func (t *transport) exchange(ctx context.Context, c *upConn, req *http.Request, 
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		// The connection now belongs to the response's body: it outlives
 		// the request's context.
-		stopped := x.stop()
-		x.stop = nil
-		if !stopped {
+		if t.unwatch(c) {
 			c.close()
-			return nil, ctx.Err()
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, errors.New("upstream connection interrupted during the upgrade")
 		}
 		res.Body = &upgradeBody{c: c}
 		return res, nil
@@ -740,10 +831,11 @@ func (x *roundTrip) readHead(ctx context.Context, h *head, trace *httptrace.Clie
 			if waiting {
 				// A final answer before the go-ahead: the body is never
 				// sent, so the connection cannot carry another request.
+				c.setReadDeadline(time.Time{})
 				x.broken.Store(true)
 				closeBody(x.req)
 			}
-			c.headDone()
+			x.headDone()
 			return res, nil
 		}
 		if n++; n > max1xx {
@@ -777,7 +869,7 @@ func (x *roundTrip) sendBody(h *head) {
 			x.writeFailed(err)
 			return
 		}
-		x.c.armHeadTimeout()
+		x.armHeadTimeout()
 		return
 	}
 	x.pending.Add(1)
@@ -802,7 +894,7 @@ func (x *roundTrip) writeStream(chunked bool, length int64) {
 		x.partDone(false)
 		return
 	}
-	x.c.armHeadTimeout()
+	x.armHeadTimeout()
 	x.partDone(true)
 }
 
@@ -897,8 +989,8 @@ func (x *roundTrip) partDone(ok bool) {
 func (x *roundTrip) release() {
 	c := x.c
 	reuse := !x.broken.Load() && x.keep
-	if x.stop != nil && !x.stop() {
-		reuse = false // the context ended: the connection's deadlines are spoiled
+	if x.t.unwatch(c) {
+		reuse = false // interrupted: the connection's deadlines are spoiled
 	}
 	if reuse && c.br.Buffered() > 0 {
 		reuse = false // bytes beyond the response: the stream is out of step
