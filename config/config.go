@@ -42,6 +42,7 @@ const (
 	// inside dataDir, generated at the first start.
 	DefaultAdminTokenFile     = ""
 	DefaultAdminMetricsPublic = false
+	DefaultTakeOverNative     = true
 )
 
 // AdminTokenFileName is the admin token's file in dataDir when
@@ -82,6 +83,7 @@ type Config struct {
 	Proxy    Proxy    `yaml:"proxy"`
 	Auth     Auth     `yaml:"auth"`
 	Events   Events   `yaml:"events"`
+	Hooks    Hooks    `yaml:"hooks"`
 	Delivery Delivery `yaml:"delivery"`
 	Store    Store    `yaml:"store"`
 }
@@ -200,6 +202,20 @@ type Events struct {
 	ConfirmWindow Duration `yaml:"confirmWindow"`
 }
 
+// Hooks configures the hook management API (/api/i/webhooks/*).
+type Hooks struct {
+	// TakeOverNative moves a user's hooks that already exist in Ocean into
+	// oceanhooks the first time the user reaches the hook management API
+	// through the sidecar: they are read from Ocean with the caller's token,
+	// stored with the same name, URL, secret, events and active flag, then
+	// switched off in Ocean (kept there, inactive), so that each event fires
+	// once, from oceanhooks. Hooks with event types oceanhooks does not send
+	// (Ocean's admin-only report events) stay in Ocean. false leaves Ocean's
+	// hooks alone: they keep firing from Ocean and are not listed by the
+	// sidecar. Default true.
+	TakeOverNative bool `yaml:"takeOverNative"`
+}
+
 // Delivery configures the delivery queue and its HTTP client.
 type Delivery struct {
 	// HeaderPrefix names the delivery headers: "Ocean" (X-Ocean-Hook-Id, …) or
@@ -276,6 +292,7 @@ func Default() Config {
 			ReadTimeout:   Duration(DefaultEventsReadTimeout),
 			ConfirmWindow: Duration(DefaultConfirmWindow),
 		},
+		Hooks: Hooks{TakeOverNative: DefaultTakeOverNative},
 		Delivery: Delivery{
 			HeaderPrefix:           DefaultHeaderPrefix,
 			Workers:                DefaultWorkers,

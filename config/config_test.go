@@ -107,7 +107,7 @@ func TestEveryFieldIsDocumented(t *testing.T) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, "config.go", nil, parser.ParseComments)
 	require.NoError(t, err)
-	sections := map[string]bool{"Ocean": true, "Redis": true, "Admin": true, "Log": true, "Proxy": true, "Auth": true, "Events": true, "Delivery": true, "Store": true}
+	sections := map[string]bool{"Ocean": true, "Redis": true, "Admin": true, "Log": true, "Proxy": true, "Auth": true, "Events": true, "Hooks": true, "Delivery": true, "Store": true}
 	checked := 0
 	ast.Inspect(f, func(n ast.Node) bool {
 		ts, ok := n.(*ast.TypeSpec)
@@ -403,6 +403,10 @@ func TestPrecedence(t *testing.T) {
 			assert.Equal(t, "/etc/token", c.Admin.TokenFile, "flag beats env")
 			assert.True(t, c.Admin.MetricsPublic)
 			assert.Equal(t, []string{"oceanhooks", "prom.internal:9464"}, c.Admin.AllowedHosts)
+		}},
+		{"env switches the takeover of Ocean's hooks off", []string{"OCEANHOOKS_HOOKS_TAKE_OVER_NATIVE=false"}, nil, func(t *testing.T, c Config) {
+			assert.False(t, c.Hooks.TakeOverNative)
+			assert.True(t, Default().Hooks.TakeOverNative, "on by default")
 		}},
 		{"other variables and the config file variable are ignored", []string{"HOME=/root", "OCEANHOOKS_CONFIG=/etc/x.yaml", "PATH"}, nil, func(t *testing.T, c Config) {
 			assert.Equal(t, ":4001", c.Listen)

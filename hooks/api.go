@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oceanhooks/oceanhooks/ocean"
 	"github.com/oceanhooks/oceanhooks/webhook"
@@ -54,6 +55,12 @@ type APIOptions struct {
 	Logger *slog.Logger
 	// Now is the clock of test payloads and of the test rate limit.
 	Now func() time.Time
+	// TakeOver, when set, is Ocean's own API, through which a user's hooks
+	// in Ocean are taken over the first time the user reaches this API (see
+	// takeover). Nil: hooks in Ocean are left alone.
+	TakeOver Ocean
+	// Registerer receives the takeover's metrics. Nil: not registered.
+	Registerer prometheus.Registerer
 }
 
 // Limits of Ocean's API server and of i/webhooks/test.
@@ -84,6 +91,7 @@ type API struct {
 	log        *slog.Logger
 	now        func() time.Time
 	endpoints  map[string]endpoint
+	takeover   *takeover // nil: off
 }
 
 // endpoint is one management endpoint: its parameters, whether Ocean
@@ -106,6 +114,9 @@ func NewAPI(store *Store, auth Authenticator, deliveries Deliveries, opts APIOpt
 	}
 	if a.now == nil {
 		a.now = time.Now
+	}
+	if opts.TakeOver != nil {
+		a.takeover = newTakeover(store, opts.TakeOver, auth, a.log, a.now, opts.Registerer)
 	}
 	// Ocean's kinds: create, update and delete are write:account, list,
 	// show and test read:account (test is also `secure`, so native tokens
@@ -196,6 +207,19 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if perr := validate(params, ep.params); perr != nil {
 		ocean.Write(w, perr.apiError())
 		return
+	}
+	if a.takeover != nil {
+		// The caller's hooks in Ocean join theirs here before the call
+		// sees them; afterwards this costs a map lookup.
+		pending, oerr := a.takeover.run(r.Context(), me, token)
+		if oerr != nil {
+			ocean.Write(w, oerr)
+			return
+		}
+		if pending {
+			h.Set(TakeoverHeader, TakeoverPending)
+			h.Set("Access-Control-Expose-Headers", TakeoverHeader)
+		}
 	}
 	res, oerr := ep.serve(r.Context(), me, params.(map[string]any))
 	if oerr != nil {

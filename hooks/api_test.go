@@ -19,6 +19,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -121,13 +122,21 @@ type harness struct {
 	api        *API
 	url        string
 	logs       *syncBuffer
+	takeOver   bool                 // the API takes over hooks held in Ocean
+	reg        *prometheus.Registry // the API's metrics, new at each start
 }
 
 type syncBuffer = testlog.Buffer
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{t: t, ocean: oceantest.New(t), dir: t.TempDir(),
+	return newHarnessWith(t, false)
+}
+
+// newHarnessWith is newHarness with the takeover of Ocean's hooks on or off.
+func newHarnessWith(t *testing.T, takeOver bool) *harness {
+	t.Helper()
+	h := &harness{t: t, ocean: oceantest.New(t), dir: t.TempDir(), takeOver: takeOver,
 		clock:      &apiClock{t: time.Date(2026, 11, 26, 20, 50, 24, 0, time.UTC)},
 		oceanClock: &apiClock{t: time.Date(2026, 11, 26, 20, 50, 24, 0, time.UTC)}, logs: &syncBuffer{}}
 	h.db = openDB(t, h.dir)
@@ -155,7 +164,12 @@ func (h *harness) start() {
 	h.deliveries = &fakeDeliveries{store: h.store, now: h.clock.Now, testStatus: 200}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	client := ocean.NewClient(base, ocean.ClientOptions{Logger: logger, Now: h.oceanClock.Now})
-	h.api = NewAPI(h.store, client, h.deliveries, APIOptions{Now: h.clock.Now, Logger: logger})
+	opts := APIOptions{Now: h.clock.Now, Logger: logger}
+	h.reg = prometheus.NewRegistry()
+	if h.takeOver {
+		opts.TakeOver, opts.Registerer = client, h.reg
+	}
+	h.api = NewAPI(h.store, client, h.deliveries, opts)
 	srv := httptest.NewServer(h.api)
 	t.Cleanup(srv.Close)
 	h.url = srv.URL

@@ -50,7 +50,7 @@ func TestOperatorHandler(t *testing.T) {
 	_, _, body = get(http.MethodGet, "?userId=au1nobody0000000")
 	assert.Equal(t, `[]`, body)
 
-	status, header, _ = get(http.MethodPost, "")
+	status, header, _ = get(http.MethodPut, "")
 	assert.Equal(t, http.StatusMethodNotAllowed, status)
-	assert.Equal(t, "GET, HEAD", header.Get("Allow"))
+	assert.Equal(t, "GET, HEAD, POST", header.Get("Allow"))
 }

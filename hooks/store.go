@@ -23,11 +23,16 @@ import (
 
 // Keys. Every key of the package starts with "h/".
 //
-//	h/id/<hookID>             the hook (JSON record)
-//	h/user/<userID>/<hookID>  empty: the owner's hooks, in id (= creation) order
+//	h/id/<hookID>                 the hook (JSON record)
+//	h/user/<userID>/<hookID>      empty: the owner's hooks, in id (= creation) order
+//	h/native/<userID>/<oceanID>   the id of the hook imported from Ocean's hook oceanID;
+//	                              kept after that hook is deleted, so it is never imported again
+//	h/takeover/<userID>           when the user's hooks in Ocean were all taken over
 const (
-	prefixHook = "h/id/"
-	prefixUser = "h/user/"
+	prefixHook     = "h/id/"
+	prefixUser     = "h/user/"
+	prefixNative   = "h/native/"
+	prefixTakeover = "h/takeover/"
 )
 
 func keyHook(id string) []byte { return []byte(prefixHook + id) }
@@ -35,6 +40,10 @@ func keyHook(id string) []byte { return []byte(prefixHook + id) }
 func keyUserPrefix(userID string) []byte { return []byte(prefixUser + userID + "/") }
 
 func keyUser(userID, id string) []byte { return []byte(prefixUser + userID + "/" + id) }
+
+func keyNative(userID, oceanID string) []byte { return []byte(prefixNative + userID + "/" + oceanID) }
+
+func keyTakeover(userID string) []byte { return []byte(prefixTakeover + userID) }
 
 // maxConflictRetries bounds the retries of a transaction that lost a race.
 const maxConflictRetries = 16
@@ -55,6 +64,9 @@ type Hook struct {
 	Active           bool
 	LatestSentAt     *time.Time
 	LatestStatus     *int
+	// NativeID is the id of the hook in Ocean this one was imported from
+	// (Import); empty for a hook created through the sidecar.
+	NativeID string
 }
 
 func (h Hook) target() webhook.Target {
@@ -72,11 +84,13 @@ type record struct {
 	Active       bool       `json:"active"`
 	LatestSentAt *time.Time `json:"latestSentAt,omitempty"`
 	LatestStatus *int       `json:"latestStatus,omitempty"`
+	NativeID     string     `json:"nativeId,omitempty"`
 }
 
 func encode(h Hook) ([]byte, error) {
 	return json.Marshal(record{ID: h.ID, UserID: h.UserID, Name: h.Name, On: h.On, URL: h.URL,
-		Secret: h.Secret, Active: h.Active, LatestSentAt: h.LatestSentAt, LatestStatus: h.LatestStatus})
+		Secret: h.Secret, Active: h.Active, LatestSentAt: h.LatestSentAt, LatestStatus: h.LatestStatus,
+		NativeID: h.NativeID})
 }
 
 func decode(b []byte) (Hook, error) {
@@ -85,7 +99,7 @@ func decode(b []byte) (Hook, error) {
 		return Hook{}, fmt.Errorf("decode hook: %w", err)
 	}
 	return Hook{ID: r.ID, UserID: r.UserID, Name: r.Name, On: cloneOn(r.On), URL: r.URL, Secret: r.Secret,
-		Active: r.Active, LatestSentAt: r.LatestSentAt, LatestStatus: r.LatestStatus}, nil
+		Active: r.Active, LatestSentAt: r.LatestSentAt, LatestStatus: r.LatestStatus, NativeID: r.NativeID}, nil
 }
 
 // cloneOn copies an event type list; empty is [], never null.
@@ -144,6 +158,10 @@ type Store struct {
 
 	writeMu sync.Mutex // serialises every write; the index changes under it
 	idx     atomic.Pointer[index]
+
+	// takenOver remembers the users TakenOver found taken over, so that
+	// asking again costs no disk read. A user is never taken back.
+	takenOver sync.Map // userID → struct{}
 }
 
 // Open returns the store of db (opened and closed by the caller) and builds
@@ -222,7 +240,7 @@ func (s *Store) Create(h Hook, limit int) (Hook, error) {
 	s.writeMu.Lock()
 	h.ID = s.ids.Next(s.now())
 	h.On = cloneOn(h.On)
-	h.LatestSentAt, h.LatestStatus = nil, nil
+	h.LatestSentAt, h.LatestStatus, h.NativeID = nil, nil, ""
 	err := s.update(func(txn *badger.Txn) error {
 		if count(txn, h.UserID) >= limit {
 			return ErrLimit

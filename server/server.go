@@ -214,9 +214,15 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 			}
 		})
 	}
-	api := hooks.NewAPI(s.hooks, oc, s.queue, hooks.APIOptions{
-		Logger: logger.With("component", "hooks-api"),
-	})
+	apiOpts := hooks.APIOptions{
+		Logger:     logger.With("component", "hooks-api"),
+		Registerer: s.reg,
+	}
+	if cfg.Hooks.TakeOverNative {
+		// oc calls Ocean at the upstream URL, never the sidecar itself.
+		apiOpts.TakeOver = oc
+	}
+	api := hooks.NewAPI(s.hooks, oc, s.queue, apiOpts)
 	if s.proxy, err = proxy.New(proxy.Options{
 		Upstream:              s.upstream,
 		TapBodyCap:            int64(cfg.TapBodyCap),

@@ -156,7 +156,8 @@ func compactRaw(t testing.TB, raw string) []byte {
 }
 
 // Replay is a fake Ocean that answers a pub/sub scenario's API calls as they
-// were recorded, in order, and /api/i for the capture's users. Before it
+// were recorded, in order, /api/i for the capture's users, and
+// i/webhooks/list with none (their hooks are the sidecar's). Before it
 // answers a call it runs Before (Ocean publishes a call's events before it
 // answers). Anything else is answered with Ocean's NO_SUCH_… style error
 // (INVALID_PARAM), so that the sidecar's extra reads fail as reads do.
@@ -200,9 +201,14 @@ func (r *Replay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			user = u
 		}
 	}
-	if endpoint == "i" {
+	if endpoint == "i" || endpoint == "i/webhooks/list" {
 		if user == nil {
 			ocean.Write(w, ocean.ErrAuthenticationFailed)
+			return
+		}
+		if endpoint == "i/webhooks/list" {
+			// The recorded users' hooks live in the sidecar: none in Ocean.
+			writeRaw(w, http.StatusOK, []byte("[]"))
 			return
 		}
 		writeRaw(w, http.StatusOK, user.I)

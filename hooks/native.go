@@ -1,0 +1,160 @@
+package hooks
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/oceanhooks/oceanhooks/ocean"
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// Hooks that already exist in Ocean ("native" hooks) come into the store
+// through Import, once each: the key h/native/<userID>/<oceanID> is written
+// in the same transaction as the hook and outlives it, so a second import of
+// the same Ocean hook (a repeated takeover, a crash between importing and
+// switching Ocean's copy off, `oceanhooks import` run again, a hook its owner
+// deleted since) stores nothing.
+
+// ErrNotImportable: the hook has event types that oceanhooks does not send
+// (Ocean's admin-only report events); it stays in Ocean.
+var ErrNotImportable = errors.New("hook has event types oceanhooks does not send")
+
+// Importable reports whether a hook with the event types on can move from
+// Ocean to oceanhooks without losing an event: every type is one that
+// oceanhooks sends. A hook with another type (Ocean's admin-only
+// reportCreated, reportResolved, reportAutoResolved, or any type Ocean may
+// add) stays in Ocean, untouched; unsupported lists those types.
+func Importable(on []string) (unsupported []string) {
+	for _, t := range on {
+		if !webhook.IsUserEventType(t) {
+			unsupported = append(unsupported, t)
+		}
+	}
+	return unsupported
+}
+
+// Import stores h, a hook as Ocean holds it (h.NativeID is Ocean's id of
+// it, h.UserID its owner), with its name, URL, secret, event types, active
+// flag and latest delivery status, unless that Ocean hook was imported
+// before. It returns the id of the stored hook (of the earlier import when
+// there was one, even if its owner deleted it since) and whether this call
+// stored it. The check and the insert are one transaction.
+//
+// The new hook keeps Ocean's id when no hook of the store has it (so
+// receivers see the same hookId), else it gets a fresh one. The owner's
+// webhook limit does not apply: a user who had more hooks in Ocean than the
+// limit keeps them all (and cannot create more until under it, as in Ocean).
+func (s *Store) Import(h Hook) (id string, imported bool, err error) {
+	if !ocean.IsID(h.UserID) || !ocean.IsID(h.NativeID) {
+		return "", false, fmt.Errorf("import hook: invalid user id %q or Ocean hook id %q", h.UserID, h.NativeID)
+	}
+	if bad := Importable(h.On); len(bad) > 0 {
+		return "", false, fmt.Errorf("import hook %s: %w: %v", h.NativeID, ErrNotImportable, bad)
+	}
+	h.On = cloneOn(h.On)
+	if h.LatestSentAt != nil {
+		at := h.LatestSentAt.UTC()
+		h.LatestSentAt = &at
+	}
+	s.writeMu.Lock()
+	err = s.update(func(txn *badger.Txn) error {
+		imported = false
+		earlier, found, err := nativeHookID(txn, h.UserID, h.NativeID)
+		if err != nil || found {
+			id = earlier
+			return err
+		}
+		h.ID = h.NativeID
+		if _, err := txn.Get(keyHook(h.ID)); err == nil {
+			h.ID = s.ids.Next(s.now())
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		if err := put(txn, h); err != nil {
+			return err
+		}
+		if err := txn.Set(keyUser(h.UserID, h.ID), nil); err != nil {
+			return err
+		}
+		id, imported = h.ID, true
+		return txn.Set(keyNative(h.UserID, h.NativeID), []byte(h.ID))
+	})
+	if err == nil && imported {
+		s.idx.Store(s.idx.Load().with(nil, &h))
+	}
+	s.writeMu.Unlock()
+	if err != nil {
+		return "", false, fmt.Errorf("import hook %s: %w", h.NativeID, err)
+	}
+	if imported {
+		s.sync()
+	}
+	return id, imported, nil
+}
+
+// Imported returns the id of the hook imported from Ocean's hook oceanID of
+// userID, if it was imported (the hook may have been deleted since).
+func (s *Store) Imported(userID, oceanID string) (id string, found bool, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		id, found, err = nativeHookID(txn, userID, oceanID)
+		return err
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("read import of %s: %w", oceanID, err)
+	}
+	return id, found, nil
+}
+
+func nativeHookID(txn *badger.Txn, userID, oceanID string) (string, bool, error) {
+	item, err := txn.Get(keyNative(userID, oceanID))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	v, err := item.ValueCopy(nil)
+	return string(v), err == nil, err
+}
+
+// TakenOver reports whether userID's hooks in Ocean were all taken over
+// (MarkTakenOver). Once true, the answer comes from memory.
+func (s *Store) TakenOver(userID string) (bool, error) {
+	if _, ok := s.takenOver.Load(userID); ok {
+		return true, nil
+	}
+	var done bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(keyTakeover(userID))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		done = err == nil
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("read takeover of %s: %w", userID, err)
+	}
+	if done {
+		s.takenOver.Store(userID, struct{}{})
+	}
+	return done, nil
+}
+
+// MarkTakenOver records that every hook userID had in Ocean is in the store
+// now and switched off in Ocean (or stays there by design), so the takeover
+// never asks Ocean about this user again.
+func (s *Store) MarkTakenOver(userID string) error {
+	at := s.now().UTC().Format(time.RFC3339)
+	if err := s.update(func(txn *badger.Txn) error {
+		return txn.Set(keyTakeover(userID), []byte(at))
+	}); err != nil {
+		return fmt.Errorf("record takeover of %s: %w", userID, err)
+	}
+	s.sync()
+	s.takenOver.Store(userID, struct{}{})
+	return nil
+}
