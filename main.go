@@ -174,6 +174,7 @@ func newApp(stdout, stderr io.Writer, environ []string) *cli.App {
 					return nil
 				},
 			},
+			importCommand(stdout, environ),
 			{
 				Name:  "hooks",
 				Usage: "inspect hooks through the running server's admin listener",
