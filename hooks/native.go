@@ -22,12 +22,12 @@ import (
 // (Ocean's admin-only report events); it stays in Ocean.
 var ErrNotImportable = errors.New("hook has event types oceanhooks does not send")
 
-// Importable reports whether a hook with the event types on can move from
-// Ocean to oceanhooks without losing an event: every type is one that
-// oceanhooks sends. A hook with another type (Ocean's admin-only
-// reportCreated, reportResolved, reportAutoResolved, or any type Ocean may
-// add) stays in Ocean, untouched; unsupported lists those types.
-func Importable(on []string) (unsupported []string) {
+// UnsupportedTypes returns the event types of on that oceanhooks does not
+// send (Ocean's admin-only reportCreated, reportResolved,
+// reportAutoResolved, or any type Ocean may add). A hook with none can move
+// from Ocean to oceanhooks without losing an event; a hook with any stays in
+// Ocean, untouched.
+func UnsupportedTypes(on []string) (unsupported []string) {
 	for _, t := range on {
 		if !webhook.IsUserEventType(t) {
 			unsupported = append(unsupported, t)
@@ -51,7 +51,7 @@ func (s *Store) Import(h Hook) (id string, imported bool, err error) {
 	if !ocean.IsID(h.UserID) || !ocean.IsID(h.NativeID) {
 		return "", false, fmt.Errorf("import hook: invalid user id %q or Ocean hook id %q", h.UserID, h.NativeID)
 	}
-	if bad := Importable(h.On); len(bad) > 0 {
+	if bad := UnsupportedTypes(h.On); len(bad) > 0 {
 		return "", false, fmt.Errorf("import hook %s: %w: %v", h.NativeID, ErrNotImportable, bad)
 	}
 	h.On = cloneOn(h.On)

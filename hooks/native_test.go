@@ -95,7 +95,7 @@ func TestImportIgnoresTheLimitAndRefusesWhatWeDoNotSend(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNotImportable)
 	_, _, err = s.Import(native(alice, "not-an-id", webhook.Note))
 	assert.Error(t, err)
-	assert.Equal(t, []string{"reportResolved", "sometimeLater"}, Importable([]string{"note", "reportResolved", "sometimeLater"}))
+	assert.Equal(t, []string{"reportResolved", "sometimeLater"}, UnsupportedTypes([]string{"note", "reportResolved", "sometimeLater"}))
 }
 
 func TestConcurrentImportsOfOneHook(t *testing.T) {

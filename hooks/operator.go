@@ -110,7 +110,7 @@ func (s *Store) serveImport(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("hook %q of user %q: ids must be Ocean ids", h.OceanID, h.UserID)})
 			return
 		}
-		if bad := Importable(h.On); len(bad) > 0 {
+		if bad := UnsupportedTypes(h.On); len(bad) > 0 {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("hook %s has event types oceanhooks does not send (%s): leave it in Ocean",
 				h.OceanID, strings.Join(bad, ", "))})
 			return

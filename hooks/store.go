@@ -1,7 +1,8 @@
 // Package hooks keeps users' webhook configurations: it stores them in
 // Badger, holds an in-memory index of the active ones for the hot path,
-// answers Ocean's /api/i/webhooks/* management API and lists hooks for
-// operators.
+// answers Ocean's /api/i/webhooks/* management API (taking over the hooks a
+// user already has in Ocean at their first call), and lists and imports
+// hooks for operators.
 package hooks
 
 import (

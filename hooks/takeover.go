@@ -170,7 +170,7 @@ func (t *takeover) run(ctx context.Context, me ocean.Me, token string) (pending 
 			t.log.Warn("takeover: Ocean listed a hook that is not the caller's", "user", me.ID)
 			continue
 		}
-		if bad := Importable(n.On); len(bad) > 0 {
+		if bad := UnsupportedTypes(n.On); len(bad) > 0 {
 			t.m.hooks.WithLabelValues("kept").Inc()
 			t.log.Info("takeover: hook stays in Ocean: event types oceanhooks does not send",
 				"user", me.ID, "oceanHook", n.ID, "types", bad)

@@ -156,7 +156,7 @@ func Run(ctx context.Context, db *pgx.Conn, sc Sidecar, opts Options) (Summary, 
 	var send []int // indexes of the importable hooks
 	for i, h := range all {
 		sum.Entries[i] = Entry{Hook: h}
-		if bad := hooks.Importable(h.On); len(bad) > 0 {
+		if bad := hooks.UnsupportedTypes(h.On); len(bad) > 0 {
 			sum.Entries[i].Outcome, sum.Entries[i].Unsupported = StaysInOcean, bad
 			continue
 		}
