@@ -35,7 +35,8 @@ import (
 // first. done runs once, on the committer's goroutine, in op order.
 type committer struct {
 	db     *badger.DB
-	before func() // test seam: runs before each round (a stalled disk)
+	delay  time.Duration // bookDelay; tests lengthen it
+	before func()        // test seam: runs before each round (a stalled disk)
 
 	mu      sync.Mutex
 	pending []*op
@@ -69,7 +70,7 @@ const (
 	maxRound = 4096
 )
 
-func newCommitter(db *badger.DB) *committer { return &committer{db: db} }
+func newCommitter(db *badger.DB) *committer { return &committer{db: db, delay: bookDelay} }
 
 // submit hands o to the committer.
 func (c *committer) submit(o *op) {
@@ -122,10 +123,10 @@ func (c *committer) armLocked() {
 	}
 	c.armed = true
 	if c.timer == nil {
-		c.timer = time.AfterFunc(bookDelay, c.kick)
+		c.timer = time.AfterFunc(c.delay, c.kick)
 		return
 	}
-	c.timer.Reset(bookDelay)
+	c.timer.Reset(c.delay)
 }
 
 // kick starts a round for bookkeeping that waited bookDelay.

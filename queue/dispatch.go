@@ -2,12 +2,10 @@ package queue
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"strings"
 	"sync"
@@ -601,17 +599,22 @@ func deleteDelivery(txn *badger.Txn, id string, rec record) error {
 	case StateHeld:
 		keys = append(keys, keyHeldAt(rec.Due, id), keyHeldByKey(rec.Key, id))
 	}
+	for n := max(rec.Logged-keepAttempts+1, 1); n <= rec.Logged; n++ {
+		keys = append(keys, keyAttempt(id, n))
+	}
 	for _, k := range keys {
 		if err := txn.Delete(k); err != nil {
 			return err
 		}
 	}
-	return trimAttempts(txn, id, math.MaxInt)
+	return nil
 }
 
 // appendAttempt adds entry to the attempt log of delivery id and drops the
-// entries beyond the latest keepAttempts. The error is cut at errorLogCap
-// bytes, so that every entry is bounded (see List).
+// entry that falls out of the latest keepAttempts (each append drops one, so
+// only the latest keepAttempts are ever stored; no scan, which in a
+// transaction of many writes would cost a sort of all of them). The error
+// is cut at errorLogCap bytes, so that every entry is bounded (see List).
 func appendAttempt(txn *badger.Txn, id string, rec *record, entry webhook.Attempt) error {
 	entry.Error = cutUTF8(entry.Error, errorLogCap)
 	enc, err := json.Marshal(entry)
@@ -622,27 +625,8 @@ func appendAttempt(txn *badger.Txn, id string, rec *record, entry webhook.Attemp
 	if err := txn.Set(keyAttempt(id, rec.Logged), enc); err != nil {
 		return err
 	}
-	return trimAttempts(txn, id, rec.Logged-keepAttempts+1)
-}
-
-// trimAttempts deletes the attempt log entries of id numbered below from
-// (all of them for math.MaxInt), whatever was kept when they were written.
-func trimAttempts(txn *badger.Txn, id string, from int) error {
-	prefix := attemptPrefix(id)
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	var old [][]byte
-	for it.Rewind(); it.Valid(); it.Next() {
-		k := it.Item().Key()
-		if len(k) == len(prefix)+4 && int64(binary.BigEndian.Uint32(k[len(prefix):])) >= int64(from) {
-			break
-		}
-		old = append(old, it.Item().KeyCopy(nil))
-	}
-	it.Close()
-	for _, k := range old {
-		if err := txn.Delete(k); err != nil {
-			return err
-		}
+	if old := rec.Logged - keepAttempts; old >= 1 {
+		return txn.Delete(keyAttempt(id, old))
 	}
 	return nil
 }

@@ -356,15 +356,17 @@ func (q *Queue) Settle(now time.Time, limit int, deliver func(heldAt time.Time) 
 	q.mu.Lock()
 	from := q.heldFrom
 	q.mu.Unlock()
+	// The hold index is read outside the commit's transaction (an iterator
+	// there would sort every write of the round); each hold is checked again
+	// inside it, and holds stored meanwhile wait for the next call.
 	var (
-		ready []confirmed
-		last  []byte
+		ids    []string
+		untils []int64
+		last   []byte
 	)
-	err = q.commits.wait(func(txn *badger.Txn) error {
-		released, dropped, ready, last = 0, 0, ready[:0], nil
-		var ids []string
-		var untils []int64
+	err = q.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pHeld)})
+		defer it.Close()
 		start := from
 		if start == nil {
 			start = []byte(pHeld)
@@ -381,7 +383,17 @@ func (q *Queue) Settle(now time.Time, limit int, deliver func(heldAt time.Time) 
 			ids, untils = append(ids, id), append(untils, until)
 			last = it.Item().KeyCopy(nil)
 		}
-		it.Close()
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("settle holds: %w", err)
+	}
+	if len(ids) == 0 {
+		return 0, 0, nil
+	}
+	var ready []confirmed
+	err = q.commits.wait(func(txn *badger.Txn) error {
+		released, dropped, ready = 0, 0, ready[:0]
 		for i, id := range ids {
 			if err := txn.Delete(keyHeldAt(untils[i], id)); err != nil {
 				return err

@@ -64,6 +64,7 @@ type Queue struct {
 	readyKeys, leased, dead atomic.Int64 // ready keys on disk, valid leases, dead letters
 	held                    atomic.Int64 // deliveries waiting for confirmation (see Hold)
 	gcRuns                  atomic.Int64 // value-log GC rounds, for tests
+	reads                   atomic.Int64 // reads of a ready index, for tests
 
 	fault  func(op string) error // test seam: an injected store error for op (see inject)
 	parked parkedOutcomes        // outcomes whose commit failed, retried by Run

@@ -163,6 +163,7 @@ func (q *Queue) notify(refs map[string][]readyRef) {
 // now. next is the due of the first key left (noDue: none), after the key
 // to start the next read at.
 func (q *Queue) readReady(hook string, from []byte, now int64, n int) (refs []readyRef, next int64, after []byte, err error) {
+	q.reads.Add(1)
 	prefix := readyPrefix(hook)
 	next, after = noDue, from
 	err = q.db.View(func(txn *badger.Txn) error {

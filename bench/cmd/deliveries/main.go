@@ -55,7 +55,6 @@ type options struct {
 	timeout    time.Duration
 	cpuProfile string
 	hosts      int
-	noSync     bool
 	badgerMem  string
 	fillOnly   bool
 	memProfile string
@@ -97,7 +96,6 @@ func main() {
 	flag.DurationVar(&o.steady, "steady", 10*time.Second, "duration of each steady phase")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up waiting for the receiver after this long")
 	flag.IntVar(&o.hosts, "hosts", 1, "spread the hooks over receiver hosts 127.0.0.1 … 127.0.0.<n> (same port; the receiver must listen on each)")
-	flag.BoolVar(&o.noSync, "nosync", false, "diagnostic: open Badger with SyncWrites=false (the queue then group-commits its enqueues only)")
 	flag.StringVar(&o.badgerMem, "badger", "shipped", "diagnostic: shipped (queue.BadgerOptions) or lowmem (smaller memtables, caches and fewer compactors)")
 	flag.BoolVar(&o.fillOnly, "fill-only", false, "stop after the drain phase's fill (memory of the fill only)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the drain phase to this file")
@@ -128,9 +126,6 @@ func run(o options) error {
 		o.dir = dir
 	}
 	bopts := queue.BadgerOptions(o.dir)
-	if o.noSync {
-		bopts = bopts.WithSyncWrites(false)
-	}
 	switch o.badgerMem {
 	case "shipped":
 	case "lowmem":
