@@ -36,6 +36,7 @@ const (
 	DefaultQuickRetries        = 2
 	DefaultDeadLetterTTL       = 7 * 24 * time.Hour
 	DefaultGCInterval          = 5 * time.Minute
+	DefaultMemoryBudget        = 192 << 20 // bytes (192 MiB)
 	DefaultObserveTimeout      = 10 * time.Second
 	DefaultConfirmWindow       = 5 * time.Second
 	// DefaultAdminTokenFile is empty: the token lives in AdminTokenFileName
@@ -258,6 +259,13 @@ type Delivery struct {
 type Store struct {
 	// GCInterval is how often the value log is garbage-collected. Default 5m.
 	GCInterval Duration `yaml:"gcInterval"`
+	// MemoryBudget is the resident memory, in bytes, the process is sized to
+	// stay within, whatever the backlog: the store's memtables, caches and
+	// files are sized from it, Go's soft memory limit is set to half of it
+	// (unless GOMEMLIMIT is set in the environment), and the pages of the
+	// store's mapped files are dropped from memory when the resident set
+	// passes three quarters of it. At least 64MiB. Default 192MiB.
+	MemoryBudget ByteSize `yaml:"memoryBudget"`
 }
 
 // Default returns the configuration used when nothing is set.
@@ -305,6 +313,6 @@ func Default() Config {
 			DeadLetterTTL:          Duration(DefaultDeadLetterTTL),
 			AllowedPrivateNetworks: []string{},
 		},
-		Store: Store{GCInterval: Duration(DefaultGCInterval)},
+		Store: Store{GCInterval: Duration(DefaultGCInterval), MemoryBudget: DefaultMemoryBudget},
 	}
 }

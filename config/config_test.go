@@ -272,6 +272,9 @@ func TestParseValues(t *testing.T) {
 		{"size integer", "tapBodyCap: 2048\n", func(t *testing.T, c Config) {
 			assert.Equal(t, ByteSize(2048), c.TapBodyCap)
 		}},
+		{"memory budget", "store:\n  memoryBudget: 256MiB\n", func(t *testing.T, c Config) {
+			assert.Equal(t, ByteSize(256<<20), c.Store.MemoryBudget)
+		}},
 		{"durations", "delivery:\n  backoffBase: 1m30s\n  backoffCap: 2h\n", func(t *testing.T, c Config) {
 			assert.Equal(t, 90*time.Second, c.Delivery.BackoffBase.D())
 			assert.Equal(t, 2*time.Hour, c.Delivery.BackoffCap.D())
@@ -328,6 +331,7 @@ func TestValidate(t *testing.T) {
 		{"header prefix", func(c *Config) { c.Delivery.HeaderPrefix = "ocean" }, "delivery.headerPrefix", "Ocean or Misskey"},
 		{"negative grace", func(c *Config) { c.ShutdownGrace = -1 }, "shutdownGrace", "positive duration"},
 		{"zero gc interval", func(c *Config) { c.Store.GCInterval = 0 }, "store.gcInterval", "positive duration"},
+		{"memory budget too small", func(c *Config) { c.Store.MemoryBudget = 32 << 20 }, "store.memoryBudget", "at least 64MiB"},
 		{"cap below base", func(c *Config) { c.Delivery.BackoffCap = Duration(time.Second) }, "delivery.backoffCap", "at least delivery.backoffBase"},
 		{"no workers", func(c *Config) { c.Delivery.Workers = 0 }, "delivery.workers", "at least 1"},
 		{"no per-hook slots", func(c *Config) { c.Delivery.PerHookConcurrency = 0 }, "delivery.perHookConcurrency", "at least 1"},

@@ -39,6 +39,9 @@ func (c Config) validate() []Problem {
 	if strings.TrimSpace(c.DataDir) == "" {
 		bad("dataDir", "must not be empty")
 	}
+	if c.Store.MemoryBudget < 64<<20 {
+		bad("store.memoryBudget", "must be at least 64MiB, got %d bytes", int64(c.Store.MemoryBudget))
+	}
 	if c.TapBodyCap <= 0 {
 		bad("tapBodyCap", "must be more than 0 bytes")
 	}

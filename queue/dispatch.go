@@ -42,6 +42,7 @@ func (q *Queue) Run(ctx context.Context) error {
 		})
 	})
 	loops.Go(func() { q.runJobs(ctx) })
+	loops.Go(func() { q.keepWithinBudget(ctx) })
 	loops.Go(func() {
 		q.every(ctx, q.opts.SweepInterval, func() {
 			if _, err := q.sweep(q.opts.Now()); err != nil {

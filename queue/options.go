@@ -10,6 +10,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -85,6 +86,14 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer, if set, registers the queue's metrics.
 	Registerer prometheus.Registerer
+	// MemoryBudget is the resident memory the process should stay within
+	// (0: no bound kept by the queue). Run then checks the process's
+	// resident set every second and, when it is above the budget, asks the
+	// kernel to drop the pages of the store's memory-mapped table and
+	// value-log files from it (madvise MADV_PAGEOUT: they are read from
+	// disk again when needed). Open the database with BadgerOptionsWithin
+	// and set the Go limit to GoMemoryLimit of the same budget.
+	MemoryBudget int64
 	// Now and Rand are the clock and the jitter source (defaults: time.Now and
 	// a randomly seeded generator). Rand is used under the queue's lock.
 	Now  func() time.Time
@@ -138,16 +147,65 @@ func setDefault[T int | time.Duration](v *T, d T) {
 	}
 }
 
-// BadgerOptions are the options the server must open the shared database
-// with: SyncWrites on (every commit is on disk before Commit returns, each
-// commit with a sync of its own, see the package doc), values over
-// 1 KiB (envelopes) in the value log so that the LSM tree stays small and
-// value-log GC reclaims delivered bodies, and Badger's logger off (its chatter
-// is not ours to print).
-func BadgerOptions(dir string) badger.Options {
-	return badger.DefaultOptions(dir).
+// DefaultMemoryBudget is the memory the store is sized for when none is
+// configured (store.memoryBudget): 192 MiB.
+const DefaultMemoryBudget = 192 << 20
+
+// minMemoryBudget is the smallest budget the store's sizes are made for.
+const minMemoryBudget = 64 << 20
+
+// BadgerOptions are BadgerOptionsWithin(dir, DefaultMemoryBudget).
+func BadgerOptions(dir string) badger.Options { return BadgerOptionsWithin(dir, DefaultMemoryBudget) }
+
+// BadgerOptionsWithin are the options the server must open the shared
+// database with, sized for a process that stays within budget bytes of
+// resident memory (see GoMemoryLimit and Options.MemoryBudget for the other
+// two parts of that budget):
+//
+//   - SyncWrites on: every commit is on disk when Commit returns (Open
+//     requires it; the queue shares each commit among many callers);
+//   - values of valueThreshold bytes or more (envelopes, large attempt
+//     entries) in the value log, so that compactions move keys and small
+//     records, not payloads, and value-log GC reclaims delivered bodies;
+//   - memtables of budget/24 (at least 2 MiB), three of them, so that
+//     memtables and their write-ahead logs take about a quarter of the
+//     budget; tables of 2 MiB at every level (a table builder buffers
+//     about twice its table) and two compactors; no compression (its
+//     buffers were most of the memory a burst of writes cost);
+//   - a block cache of budget/16 and an index cache of budget/32, so that
+//     table indexes and bloom filters are bounded instead of all held;
+//   - value-log files of budget/4 (16 MiB to 1 GiB): the file being written
+//     is the one whose pages stay resident;
+//   - Badger's logger off (its chatter is not ours to print).
+func BadgerOptionsWithin(dir string, budget int64) badger.Options {
+	budget = max(budget, minMemoryBudget)
+	o := badger.DefaultOptions(dir)
+	o.TableSizeMultiplier = 1 // no With method in Badger v4
+	return o.
 		WithSyncWrites(true).
-		WithValueThreshold(1 << 10).
+		WithValueThreshold(valueThreshold).
+		WithMemTableSize(max(budget/24, 2<<20)).
+		WithNumMemtables(3).
+		WithNumLevelZeroTables(3).
+		WithNumLevelZeroTablesStall(10).
+		WithBaseTableSize(2 << 20).
+		WithNumCompactors(2).
+		WithCompression(options.None).
+		WithBlockCacheSize(budget / 16).
+		WithIndexCacheSize(budget / 32).
+		WithValueLogFileSize(min(max(budget/4, 16<<20), 1<<30-1)).
 		WithLogger(nil).
 		WithMetricsEnabled(false)
 }
+
+// valueThreshold is the value size from which Badger keeps a value in the
+// value log: envelopes go there, delivery records and index keys stay in
+// the LSM tree.
+const valueThreshold = 512
+
+// GoMemoryLimit is the Go runtime's soft memory limit the budget leaves
+// (debug.SetMemoryLimit): half of it; the other half is for the pages of
+// the store's files that are mapped in (write-ahead logs, the value log
+// being written, tables read), which Run keeps below it (see
+// Options.MemoryBudget).
+func GoMemoryLimit(budget int64) int64 { return max(budget, minMemoryBudget) / 2 }

@@ -65,6 +65,7 @@ type Queue struct {
 	held                    atomic.Int64 // deliveries waiting for confirmation (see Hold)
 	gcRuns                  atomic.Int64 // value-log GC rounds, for tests
 	reads                   atomic.Int64 // reads of a ready index, for tests
+	trims                   atomic.Int64 // times the store's pages were dropped (trim.go)
 
 	fault  func(op string) error // test seam: an injected store error for op (see inject)
 	parked parkedOutcomes        // outcomes whose commit failed, retried by Run

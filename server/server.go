@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -123,7 +125,11 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 		collectors.NewBuildInfoCollector(),
 	)
 
-	opts := queue.BadgerOptions(cfg.DataDir).WithLogger(badgerLogger{logger.With("component", "badger")})
+	budget := int64(cfg.Store.MemoryBudget)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(queue.GoMemoryLimit(budget))
+	}
+	opts := queue.BadgerOptionsWithin(cfg.DataDir, budget).WithLogger(badgerLogger{logger.With("component", "badger")})
 	if s.db, err = badger.Open(opts); err != nil {
 		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
 	}
@@ -168,6 +174,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 		DeadLetterTTL:          cfg.Delivery.DeadLetterTTL.D(),
 		AllowedPrivateNetworks: allowed,
 		GCInterval:             cfg.Store.GCInterval.D(),
+		MemoryBudget:           budget,
 		ShutdownGrace:          cfg.ShutdownGrace.D(),
 		Logger:                 logger.With("component", "queue"),
 		Registerer:             s.reg,

@@ -1,6 +1,7 @@
 // Command upstream is a fast fake Ocean for the benchmarks: it answers
 // POST /api/i for bench tokens, POST /api/notes/create with a captured
-// createdNote (fresh id, the caller as author), POST /api/i/webhooks/update
+// createdNote (fresh id, the caller as author), POST /api/i/webhooks/list
+// with [] (no hook of the user's in Ocean), POST /api/i/webhooks/update
 // with Ocean's NO_SUCH_WEBHOOK (the sidecar's write:account check of an app
 // token: every bench token holds the permission), and every other request
 // with the same 1 KiB of JSON. Answers are assembled from prebuilt bytes, so the
@@ -158,6 +159,14 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		out := fmt.Appendf(buf.Bytes()[:0], `{"id":"user%s","isAdmin":false,"policies":{"webhookLimit":%d}}`, n, u.webhookLimit)
 		writeJSON(w, out)
+	case "/api/i/webhooks/list":
+		// The bench users have no hooks in Ocean: the sidecar's takeover of
+		// native hooks at a user's first hook call finds none.
+		if _, ok := u.caller(r, buf.Bytes()); !ok {
+			authFailed(w)
+			return
+		}
+		writeJSON(w, []byte("[]"))
 	case "/api/i/webhooks/update":
 		if _, ok := u.caller(r, buf.Bytes()); !ok {
 			authFailed(w)

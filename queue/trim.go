@@ -1,0 +1,41 @@
+package queue
+
+import (
+	"context"
+	"time"
+)
+
+// trimEvery is how often Run compares the resident set with the budget.
+const trimEvery = 500 * time.Millisecond
+
+// keepWithinBudget drops the store's mapped file pages from the resident
+// set whenever it is above three quarters of Options.MemoryBudget, until
+// ctx ends (see Options.MemoryBudget).
+func (q *Queue) keepWithinBudget(ctx context.Context) {
+	budget := q.opts.MemoryBudget
+	if budget <= 0 {
+		return
+	}
+	dir := q.db.Opts().Dir
+	t := time.NewTicker(trimEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rss, err := residentBytes()
+		if err == nil && rss <= budget*3/4 {
+			continue
+		}
+		if err == nil {
+			_, err = pageOutStore(dir)
+		}
+		if err != nil {
+			q.opts.Logger.Warn("cannot keep the store's mapped files within the memory budget", "err", err)
+			return
+		}
+		q.trims.Add(1)
+	}
+}
