@@ -376,6 +376,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case rt == p.localRoute:
 		p.local.ServeHTTP(ex, r)
 	default:
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			// The body is wrapped on a copy of the request: the server
+			// looks at its own request's body after the handler, to finish
+			// an Expect: 100-continue exchange or drain what was not read,
+			// and must find it as it made it.
+			r2 := new(http.Request)
+			*r2 = *r
+			r = r2
+		}
 		if tap := p.tapFor(rt, r); tap != nil {
 			p.serveTapped(ex, r, rt, tap)
 		} else {

@@ -23,7 +23,21 @@ import (
 // relayBufferSize is the size of the pooled buffers the relays read into.
 const relayBufferSize = 16 << 10
 
-var relayPool = sync.Pool{New: func() any { return new([relayBufferSize]byte) }}
+var (
+	relayPool = sync.Pool{New: func() any { return new([relayBufferSize]byte) }}
+	// relayBuffersOut counts the relay buffers taken and not yet given back.
+	relayBuffersOut atomic.Int64
+)
+
+func getRelayBuffer() *[relayBufferSize]byte {
+	relayBuffersOut.Add(1)
+	return relayPool.Get().(*[relayBufferSize]byte)
+}
+
+func putRelayBuffer(b *[relayBufferSize]byte) {
+	relayBuffersOut.Add(-1)
+	relayPool.Put(b)
+}
 
 // relay carries one upgraded connection's bytes both ways.
 type relay struct {
@@ -91,12 +105,12 @@ func pump(src net.Conn, rest []byte, dst io.Writer) error {
 		buf, n, err := read()
 		if n > 0 {
 			_, werr := dst.Write(buf[:n])
-			relayPool.Put(buf)
+			putRelayBuffer(buf)
 			if werr != nil {
 				return werr
 			}
 		} else if buf != nil {
-			relayPool.Put(buf)
+			putRelayBuffer(buf)
 		}
 		if err == io.EOF {
 			return nil
@@ -111,7 +125,7 @@ func pump(src net.Conn, rest []byte, dst io.Writer) error {
 // the buffer is held while the read blocks.
 func blockingReader(src net.Conn) func() (*[relayBufferSize]byte, int, error) {
 	return func() (*[relayBufferSize]byte, int, error) {
-		buf := relayPool.Get().(*[relayBufferSize]byte)
+		buf := getRelayBuffer()
 		n, err := src.Read(buf[:])
 		return buf, n, err
 	}

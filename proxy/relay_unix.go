@@ -28,7 +28,7 @@ func readerOf(src net.Conn) func() (*[relayBufferSize]byte, int, error) {
 			rerr error
 		)
 		err := raw.Read(func(fd uintptr) bool {
-			b := relayPool.Get().(*[relayBufferSize]byte)
+			b := getRelayBuffer()
 			for {
 				n, rerr = syscall.Read(int(fd), b[:])
 				if rerr != syscall.EINTR {
@@ -36,7 +36,7 @@ func readerOf(src net.Conn) func() (*[relayBufferSize]byte, int, error) {
 				}
 			}
 			if rerr == syscall.EAGAIN {
-				relayPool.Put(b)
+				putRelayBuffer(b)
 				return false // wait until readable
 			}
 			buf = b

@@ -44,7 +44,8 @@ type transport struct {
 	host          string      // the upstream URL's host, as requests name it
 	tlsConfig     *tls.Config // nil for plain http
 	dialer        net.Dialer
-	headerTimeout time.Duration // 0: none
+	dialNet       func(ctx context.Context, network, addr string) (net.Conn, error) // dialer.DialContext
+	headerTimeout time.Duration                                                     // 0: none
 	expectTimeout time.Duration
 	idleTimeout   time.Duration
 	maxIdle       int
@@ -69,6 +70,11 @@ const (
 	// late at most a client that went away, or an overdue response head,
 	// is noticed.
 	maxWatchEvery = 50 * time.Millisecond
+	// peekAfter is how long a connection must have sat idle before it is
+	// looked at for a close by the upstream before reuse. An upstream's
+	// idle timeout cannot have closed a connection idle for less; one that
+	// died otherwise fails, and an idempotent request is then sent again.
+	peekAfter = 5 * time.Millisecond
 	// inlineBodyMax is the largest request body of known length that is read
 	// whole and sent in the same write as the request's head. Larger bodies
 	// stream as the client sends them.
@@ -112,6 +118,7 @@ func newLeanTransport(up *url.URL, dialTimeout, headerTimeout, idleTimeout time.
 		watchEvery:    maxWatchEvery,
 		inFlight:      make(map[*upConn]struct{}),
 	}
+	t.dialNet = t.dialer.DialContext
 	if headerTimeout > 0 && headerTimeout/4 < t.watchEvery {
 		t.watchEvery = max(headerTimeout/4, time.Millisecond)
 	}
@@ -380,7 +387,8 @@ func (t *transport) conn(ctx context.Context, fresh bool) (*upConn, bool, error)
 			t.idle[n-1] = nil
 			t.idle = t.idle[:n-1]
 			t.mu.Unlock()
-			if now.Sub(c.idleAt) < t.idleTimeout && c.alive() {
+			idle := now.Sub(c.idleAt)
+			if idle < t.idleTimeout && (idle < peekAfter || c.alive()) {
 				return c, true, nil
 			}
 			c.close()
@@ -391,7 +399,7 @@ func (t *transport) conn(ctx context.Context, fresh bool) (*upConn, bool, error)
 }
 
 func (t *transport) dial(ctx context.Context) (*upConn, error) {
-	conn, err := t.dialer.DialContext(ctx, "tcp", t.addr)
+	conn, err := t.dialNet(ctx, "tcp", t.addr)
 	if err != nil {
 		return nil, err
 	}
@@ -772,6 +780,9 @@ func (t *transport) exchange(ctx context.Context, c *upConn, req *http.Request, 
 		return nil, x.fail(err)
 	}
 	x.keep = !res.Close && !req.Close
+	if res.StatusCode == http.StatusSwitchingProtocols && len(req.Header["Upgrade"]) == 0 {
+		return nil, x.fail(errors.New("upstream switched protocols unasked"))
+	}
 	if res.StatusCode == http.StatusSwitchingProtocols {
 		// The connection now belongs to the response's body: it outlives
 		// the request's context.
@@ -827,7 +838,11 @@ func (x *roundTrip) readHead(ctx context.Context, h *head, trace *httptrace.Clie
 			return nil, err
 		}
 		code := res.StatusCode
-		if code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
+		if code < 100 || code > 999 {
+			_ = res.Body.Close()
+			return nil, fmt.Errorf("upstream sent a malformed status code %d", code)
+		}
+		if code > 199 || code == http.StatusSwitchingProtocols {
 			if waiting {
 				// A final answer before the go-ahead: the body is never
 				// sent, so the connection cannot carry another request.
@@ -841,15 +856,17 @@ func (x *roundTrip) readHead(ctx context.Context, h *head, trace *httptrace.Clie
 		if n++; n > max1xx {
 			return nil, errTooMany1xx
 		}
-		if code == http.StatusContinue && waiting {
-			waiting = false
-			c.setReadDeadline(time.Time{})
-			x.sendBody(h)
-		}
+		// The client hears of it first: a 100 Continue tells it to send
+		// the body that is read next.
 		if trace != nil && trace.Got1xxResponse != nil {
 			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(res.Header)); err != nil {
 				return nil, err
 			}
+		}
+		if code == http.StatusContinue && waiting {
+			waiting = false
+			c.setReadDeadline(time.Time{})
+			x.sendBody(h)
 		}
 	}
 }

@@ -222,8 +222,8 @@ func (c *upgradedConn) ReadFrom(r io.Reader) (int64, error) {
 // copyPooled copies src to dst through a pooled relay buffer, held for the
 // copy's whole life (the path of net/http's transport).
 func copyPooled(dst io.Writer, src io.Reader) (int64, error) {
-	buf := relayPool.Get().(*[relayBufferSize]byte)
-	defer relayPool.Put(buf)
+	buf := getRelayBuffer()
+	defer putRelayBuffer(buf)
 	return io.CopyBuffer(plainWriter{dst}, plainReader{src}, buf[:])
 }
 

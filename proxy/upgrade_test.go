@@ -27,30 +27,35 @@ func wsUpstream(t *testing.T) *httptest.Server {
 			http.NotFound(w, r)
 			return
 		}
-		c, err := websocket.Accept(w, r, nil)
+		wsEcho(w, r)
+	}))
+}
+
+// wsEcho is wsUpstream's streaming endpoint.
+func wsEcho(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(1 << 20)
+	ctx := context.Background()
+	if err := c.Write(ctx, websocket.MessageText, []byte("hello "+r.URL.Query().Get("i"))); err != nil {
+		return
+	}
+	for {
+		typ, msg, err := c.Read(ctx)
 		if err != nil {
 			return
 		}
-		defer c.CloseNow()
-		c.SetReadLimit(1 << 20)
-		ctx := context.Background()
-		if err := c.Write(ctx, websocket.MessageText, []byte("hello "+r.URL.Query().Get("i"))); err != nil {
+		if string(msg) == "close-me" {
+			_ = c.Close(4000, "done")
 			return
 		}
-		for {
-			typ, msg, err := c.Read(ctx)
-			if err != nil {
-				return
-			}
-			if string(msg) == "close-me" {
-				_ = c.Close(4000, "done")
-				return
-			}
-			if err := c.Write(ctx, typ, msg); err != nil {
-				return
-			}
+		if err := c.Write(ctx, typ, msg); err != nil {
+			return
 		}
-	}))
+	}
 }
 
 // dial asks sc for a WebSocket at path (and a query), over a transport of
