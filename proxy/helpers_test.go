@@ -30,7 +30,7 @@ type sidecar struct {
 }
 
 // newUpstream starts a loopback server standing in for Ocean.
-func newUpstream(t *testing.T, h http.Handler) *httptest.Server {
+func newUpstream(t testing.TB, h http.Handler) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -38,7 +38,7 @@ func newUpstream(t *testing.T, h http.Handler) *httptest.Server {
 }
 
 // newSidecar builds a Proxy in front of upstream; edit may change options.
-func newSidecar(t *testing.T, upstream string, edit func(*Options)) *sidecar {
+func newSidecar(t testing.TB, upstream string, edit func(*Options)) *sidecar {
 	t.Helper()
 	u, err := url.Parse(upstream)
 	require.NoError(t, err)
@@ -56,7 +56,7 @@ func newSidecar(t *testing.T, upstream string, edit func(*Options)) *sidecar {
 	return serveSidecar(t, p, p, logs)
 }
 
-func serveSidecar(t *testing.T, p *Proxy, h http.Handler, logs *logBuffer) *sidecar {
+func serveSidecar(t testing.TB, p *Proxy, h http.Handler, logs *logBuffer) *sidecar {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

@@ -23,19 +23,17 @@ import (
 // relayBufferSize is the size of the pooled buffers the relays read into.
 const relayBufferSize = 16 << 10
 
-var (
-	relayPool = sync.Pool{New: func() any { return new([relayBufferSize]byte) }}
-	// relayBuffersOut counts the relay buffers taken and not yet given back.
-	relayBuffersOut atomic.Int64
-)
+var relayPool = sync.Pool{New: func() any { return new([relayBufferSize]byte) }}
 
-func getRelayBuffer() *[relayBufferSize]byte {
-	relayBuffersOut.Add(1)
+// getRelayBuffer takes a relay buffer; out counts the proxy's buffers taken
+// and not yet given back.
+func getRelayBuffer(out *atomic.Int64) *[relayBufferSize]byte {
+	out.Add(1)
 	return relayPool.Get().(*[relayBufferSize]byte)
 }
 
-func putRelayBuffer(b *[relayBufferSize]byte) {
-	relayBuffersOut.Add(-1)
+func putRelayBuffer(out *atomic.Int64, b *[relayBufferSize]byte) {
+	out.Add(-1)
 	relayPool.Put(b)
 }
 
@@ -76,7 +74,7 @@ func (c *upgradedConn) startRelay(body *upgradeBody) {
 // ReverseProxy does. The connection is closed on either side's failure, or
 // once both directions ended.
 func (r *relay) run(src net.Conn, rest []byte, dst io.Writer, halfClose func() error) {
-	err := pump(src, rest, dst)
+	err := pump(src, rest, dst, &r.client.u.buffers)
 	if err == nil {
 		err = halfClose()
 	}
@@ -94,23 +92,23 @@ func (r *relay) shut() {
 
 // pump writes rest, then whatever src yields, to dst until src ends
 // (nil) or either side fails.
-func pump(src net.Conn, rest []byte, dst io.Writer) error {
+func pump(src net.Conn, rest []byte, dst io.Writer, out *atomic.Int64) error {
 	if len(rest) > 0 {
 		if _, err := dst.Write(rest); err != nil {
 			return err
 		}
 	}
-	read := readerOf(src)
+	read := readerOf(src, out)
 	for {
 		buf, n, err := read()
 		if n > 0 {
 			_, werr := dst.Write(buf[:n])
-			putRelayBuffer(buf)
+			putRelayBuffer(out, buf)
 			if werr != nil {
 				return werr
 			}
 		} else if buf != nil {
-			putRelayBuffer(buf)
+			putRelayBuffer(out, buf)
 		}
 		if err == io.EOF {
 			return nil
@@ -123,9 +121,9 @@ func pump(src net.Conn, rest []byte, dst io.Writer) error {
 
 // blockingReader reads a connection that offers no readiness wait (TLS):
 // the buffer is held while the read blocks.
-func blockingReader(src net.Conn) func() (*[relayBufferSize]byte, int, error) {
+func blockingReader(src net.Conn, out *atomic.Int64) func() (*[relayBufferSize]byte, int, error) {
 	return func() (*[relayBufferSize]byte, int, error) {
-		buf := getRelayBuffer()
+		buf := getRelayBuffer(out)
 		n, err := src.Read(buf[:])
 		return buf, n, err
 	}

@@ -2,8 +2,11 @@
 
 package proxy
 
-import "net"
+import (
+	"net"
+	"sync/atomic"
+)
 
-func readerOf(src net.Conn) func() (*[relayBufferSize]byte, int, error) {
-	return blockingReader(src)
+func readerOf(src net.Conn, out *atomic.Int64) func() (*[relayBufferSize]byte, int, error) {
+	return blockingReader(src, out)
 }

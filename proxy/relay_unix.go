@@ -6,20 +6,21 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 )
 
 // readerOf reads src without holding a buffer while it waits: the runtime's
 // poller wakes the reader when the socket is readable, and only then is a
 // pooled buffer taken for the read.
-func readerOf(src net.Conn) func() (*[relayBufferSize]byte, int, error) {
+func readerOf(src net.Conn, out *atomic.Int64) func() (*[relayBufferSize]byte, int, error) {
 	sc, ok := src.(syscall.Conn)
 	if !ok {
-		return blockingReader(src)
+		return blockingReader(src, out)
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return blockingReader(src)
+		return blockingReader(src, out)
 	}
 	return func() (*[relayBufferSize]byte, int, error) {
 		var (
@@ -28,7 +29,7 @@ func readerOf(src net.Conn) func() (*[relayBufferSize]byte, int, error) {
 			rerr error
 		)
 		err := raw.Read(func(fd uintptr) bool {
-			b := getRelayBuffer()
+			b := getRelayBuffer(out)
 			for {
 				n, rerr = syscall.Read(int(fd), b[:])
 				if rerr != syscall.EINTR {
@@ -36,7 +37,7 @@ func readerOf(src net.Conn) func() (*[relayBufferSize]byte, int, error) {
 				}
 			}
 			if rerr == syscall.EAGAIN {
-				putRelayBuffer(b)
+				putRelayBuffer(out, b)
 				return false // wait until readable
 			}
 			buf = b

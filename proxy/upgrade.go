@@ -41,6 +41,7 @@ type upgrades struct {
 	closing bool          // grace is over: new upgrades are told to go away at once
 	drained chan struct{} // closed when conns becomes empty after Shutdown began
 	linger  time.Duration // closeLinger; shorter in tests
+	buffers atomic.Int64  // copy buffers held by upgraded connections
 }
 
 func (u *upgrades) init(p *Proxy) {
@@ -206,7 +207,7 @@ func (c *upgradedConn) WriteTo(w io.Writer) (int64, error) {
 		rest, _ := br.Peek(br.Buffered())
 		src = io.MultiReader(bytesReader(rest), c.Conn)
 	}
-	return copyPooled(w, src)
+	return copyPooled(w, src, &c.u.buffers)
 }
 
 // ReadFrom copies what the upstream sends to the client. Given the proxy
@@ -216,14 +217,14 @@ func (c *upgradedConn) ReadFrom(r io.Reader) (int64, error) {
 		c.startRelay(body)
 		return 0, nil
 	}
-	return copyPooled(c, r)
+	return copyPooled(c, r, &c.u.buffers)
 }
 
 // copyPooled copies src to dst through a pooled relay buffer, held for the
 // copy's whole life (the path of net/http's transport).
-func copyPooled(dst io.Writer, src io.Reader) (int64, error) {
-	buf := getRelayBuffer()
-	defer putRelayBuffer(buf)
+func copyPooled(dst io.Writer, src io.Reader, out *atomic.Int64) (int64, error) {
+	buf := getRelayBuffer(out)
+	defer putRelayBuffer(out, buf)
 	return io.CopyBuffer(plainWriter{dst}, plainReader{src}, buf[:])
 }
 
