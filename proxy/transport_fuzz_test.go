@@ -105,4 +105,3 @@ func FuzzUpstreamAnswer(f *testing.F) {
 		resp.Body.Close()
 	})
 }
-
