@@ -65,8 +65,9 @@ func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
 	q := c.q
-	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(q.readyNow()))
-	ch <- prometheus.MustNewConstMetric(c.leased, prometheus.GaugeValue, float64(q.leased.Load()))
+	leased := q.leased.Load() // once, so that ready + leased is the ready keys' count
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(max(q.readyKeys.Load()-leased, 0)))
+	ch <- prometheus.MustNewConstMetric(c.leased, prometheus.GaugeValue, float64(leased))
 	ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(q.dead.Load()))
 	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(q.held.Load()))
 	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, q.oldestReadyAge().Seconds())

@@ -389,23 +389,5 @@ func (q *Queue) poke() {
 	}
 }
 
-func getRecord(txn *badger.Txn, id string) (record, error) {
-	var rec record
-	item, err := txn.Get(keyRecord(id))
-	if err != nil {
-		return rec, err
-	}
-	err = item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) })
-	return rec, err
-}
-
-func putRecord(txn *badger.Txn, id string, rec record) error {
-	enc, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	return txn.Set(keyRecord(id), enc)
-}
-
 // expiresAt is now plus d in unix ms.
 func expiresAt(now time.Time, d time.Duration) int64 { return now.Add(d).UnixMilli() }

@@ -6,7 +6,7 @@ import (
 )
 
 // trimEvery is how often Run compares the resident set with the budget.
-const trimEvery = 500 * time.Millisecond
+const trimEvery = 100 * time.Millisecond
 
 // keepWithinBudget drops the store's mapped file pages from the resident
 // set whenever it is above three quarters of Options.MemoryBudget, until
