@@ -3,8 +3,9 @@
 // createdNote (fresh id, the caller as author), POST /api/i/webhooks/list
 // with [] (no hook of the user's in Ocean), POST /api/i/webhooks/update
 // with Ocean's NO_SUCH_WEBHOOK (the sidecar's write:account check of an app
-// token: every bench token holds the permission), and every other request
-// with the same 1 KiB of JSON. Answers are assembled from prebuilt bytes, so the
+// token: every bench token holds the permission), a WebSocket on /streaming
+// that echoes every message, and every other request with the same 1 KiB of
+// JSON. Answers are assembled from prebuilt bytes, so the
 // upstream costs as little as a Go HTTP server can.
 //
 // Tokens are "tok-<n>"; the token's user id is "user<n>". Any other token is
@@ -13,6 +14,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
 
@@ -141,6 +144,10 @@ func genericAnswer(size int) []byte {
 }
 
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/streaming" {
+		echo(w, r)
+		return
+	}
 	buf := u.bufs.Get().(*bytes.Buffer)
 	defer u.bufs.Put(buf)
 	buf.Reset()
@@ -182,6 +189,25 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, u.appendNote(buf.Bytes()[:0], n))
 	default:
 		writeJSON(w, u.generic)
+	}
+}
+
+// echo answers a WebSocket upgrade and sends every message back.
+func echo(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	ctx := context.Background()
+	for {
+		typ, msg, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		if err := c.Write(ctx, typ, msg); err != nil {
+			return
+		}
 	}
 }
 
