@@ -5,16 +5,18 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
 RESULTS=${RESULTS:-$BENCH_DIR/results}
 
-# Fixed high loopback ports.
-PORT_UPSTREAM=18300
-PORT_SIDECAR=18301
-PORT_ADMIN=18302
-PORT_NGINX=18303
-PORT_RECEIVER=18304
-PORT_PPROF=18305
-PORT_STOCK=18306
-PORT_SIDECAR_B=18311
-PORT_ADMIN_B=18312
+# Fixed high loopback ports: PORT_BASE (18300) and the next 12. Two scripts
+# running at once on one machine need different bases.
+PORT_BASE=${PORT_BASE:-18300}
+PORT_UPSTREAM=$PORT_BASE
+PORT_SIDECAR=$((PORT_BASE + 1))
+PORT_ADMIN=$((PORT_BASE + 2))
+PORT_NGINX=$((PORT_BASE + 3))
+PORT_RECEIVER=$((PORT_BASE + 4))
+PORT_PPROF=$((PORT_BASE + 5))
+PORT_STOCK=$((PORT_BASE + 6))
+PORT_SIDECAR_B=$((PORT_BASE + 11))
+PORT_ADMIN_B=$((PORT_BASE + 12))
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/oceanhooks-bench.XXXXXX")
 BIN=$WORK/bin

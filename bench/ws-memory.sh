@@ -40,7 +40,7 @@ worker_rlimit_nofile $nofile;
 daemon off;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
-events { worker_connections $((2 * CONNS + 64)); }
+events { worker_connections $((4 * CONNS + 1024)); }
 http {
   access_log off;
   client_body_temp_path $WORK/nginx/body;
