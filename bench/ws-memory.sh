@@ -14,8 +14,12 @@
 # The connection count is capped by the open-file limit: a proxy holds two
 # sockets per connection (`ulimit -n` of 20000 allows 9,968).
 #
+# The sidecar runs with its defaults, which include Go's soft memory limit
+# (half of store.memoryBudget); SIDECAR_GOMEMLIMIT=… replaces it (e.g.
+# 100GiB: no limit), to see the memory without the collector pressed.
+#
 # Environment: CONNS (10000), SETTLE (10, seconds), DIAL_CONC (64,
-# connections being opened at a time), PIN (1).
+# connections being opened at a time), SIDECAR_GOMEMLIMIT (unset), PIN (1).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -102,7 +106,7 @@ measure nginx "$worker" "$PORT_NGINX"
 stop nginx
 
 for t in lean stdlib; do
-	start "sidecar-$t" "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/$t.yaml"
+	start "sidecar-$t" env ${SIDECAR_GOMEMLIMIT:+GOMEMLIMIT=$SIDECAR_GOMEMLIMIT} "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/$t.yaml"
 	wait_port "$PORT_SIDECAR"
 	# One connection first, so that both sidecars start from a warm state.
 	start "warm-$t" "$BIN/wsload" -url "ws://127.0.0.1:$PORT_SIDECAR/streaming" -n 1 -label warm
@@ -117,7 +121,7 @@ done
 {
 	echo "## WebSocket memory"
 	echo
-	echo "Command: \`CONNS=$CONNS SETTLE=$SETTLE DIAL_CONC=$DIAL_CONC PIN=$PIN bench/ws-memory.sh\` ($(date -u +%Y-%m-%dT%H:%MZ))"
+	echo "Command: \`CONNS=$CONNS SETTLE=$SETTLE DIAL_CONC=$DIAL_CONC ${SIDECAR_GOMEMLIMIT:+SIDECAR_GOMEMLIMIT=$SIDECAR_GOMEMLIMIT }PIN=$PIN bench/ws-memory.sh\` ($(date -u +%Y-%m-%dT%H:%MZ))"
 	echo
 	echo "Each proxy a fresh process; VmRSS before the connections and ${SETTLE}s after the last one opened (each sent one message and got it back, then idle)."
 	echo

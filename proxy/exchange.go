@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -12,13 +13,15 @@ import (
 // exchange is the per-request ResponseWriter the proxy hands down: it notes
 // the status for the metrics, tracks an upgraded connection for Shutdown and
 // watches the request body to tell a client that went away from an upstream
-// failure. Each request has its own: the transport may hold the request body
-// (and so the exchange) after the handler returned, so an exchange is never
-// reused.
+// failure. It is also the forwarded request's context: the request's own,
+// in which it finds itself (exchangeKey). Each request has its own: the
+// transport may hold the request body (and so the exchange) after the
+// handler returned, so an exchange is never reused.
 type exchange struct {
 	http.ResponseWriter
-	p   *Proxy
-	req *http.Request
+	context.Context // the client request's
+	p               *Proxy
+	req             *http.Request
 
 	status   int
 	hijacked bool
@@ -26,6 +29,17 @@ type exchange struct {
 	// returned is set once the handler returned normally (no panic).
 	returned bool
 	body     watchedBody
+}
+
+// exchangeKey finds the exchange in its request's context.
+type exchangeKey struct{}
+
+// Value is the request context's value, and the exchange for exchangeKey.
+func (ex *exchange) Value(key any) any {
+	if _, ok := key.(exchangeKey); ok {
+		return ex
+	}
+	return ex.Context.Value(key)
 }
 
 // watchBody puts ex's body watch between r's body and the transport.

@@ -221,19 +221,24 @@ func New(opts Options) (*Proxy, error) {
 	errorLog := slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)
 	bufs := newBufferPool()
 	p.plain = &httputil.ReverseProxy{
-		Rewrite:      p.rewrite,
-		Transport:    rt,
-		BufferPool:   bufs,
-		ErrorHandler: p.handleError,
-		ErrorLog:     errorLog,
-	}
-	p.tapped = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      rt,
 		BufferPool:     bufs,
 		ErrorHandler:   p.handleError,
 		ErrorLog:       errorLog,
-		ModifyResponse: p.inspectResponse,
+		ModifyResponse: p.moveHeader,
+	}
+	p.tapped = &httputil.ReverseProxy{
+		Rewrite:      p.rewrite,
+		Transport:    rt,
+		BufferPool:   bufs,
+		ErrorHandler: p.handleError,
+		ErrorLog:     errorLog,
+		ModifyResponse: func(res *http.Response) error {
+			err := p.inspectResponse(res)
+			_ = p.moveHeader(res)
+			return err
+		},
 	}
 	p.upgrades.init(p)
 	return p, nil
@@ -376,15 +381,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case rt == p.localRoute:
 		p.local.ServeHTTP(ex, r)
 	default:
-		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-			// The body is wrapped on a copy of the request: the server
-			// looks at its own request's body after the handler, to finish
-			// an Expect: 100-continue exchange or drain what was not read,
-			// and must find it as it made it.
-			r2 := new(http.Request)
-			*r2 = *r
-			r = r2
-		}
+		// The request is forwarded as a copy whose context finds the
+		// exchange (moveHeader). The server keeps its own: it looks at its
+		// request's body after the handler, to finish an Expect:
+		// 100-continue exchange or drain what was not read, and must find
+		// it as it made it, not wrapped by the body watch or the tap.
+		ex.Context = r.Context()
+		r = r.WithContext(ex)
 		if tap := p.tapFor(rt, r); tap != nil {
 			p.serveTapped(ex, r, rt, tap)
 		} else {
@@ -393,6 +396,36 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ex.returned = true
+}
+
+// moveHeader hands the upstream's response header to the client's response
+// whole, where ReverseProxy would copy it value by value (and parse its
+// Content-Type to learn whether to flush at once, which matters only for an
+// event stream, whose Content-Type is left to it). It runs as the last step
+// of ModifyResponse; a 101's header stays, ReverseProxy checks it.
+func (p *Proxy) moveHeader(res *http.Response) error {
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		return nil
+	}
+	ex, _ := res.Request.Context().Value(exchangeKey{}).(*exchange)
+	if ex == nil {
+		return nil
+	}
+	dst := ex.ResponseWriter.Header()
+	for k, vv := range res.Header {
+		if k == "Content-Type" && len(vv) == 1 && isEventStream(vv[0]) {
+			continue
+		}
+		dst[k] = vv
+		delete(res.Header, k)
+	}
+	return nil
+}
+
+func isEventStream(ct string) bool {
+	const es = "text/event-stream"
+	ct = strings.TrimSpace(ct)
+	return len(ct) >= len(es) && strings.EqualFold(ct[:len(es)], es)
 }
 
 // finish records the request's metrics. It runs deferred so that a handler
