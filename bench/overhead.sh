@@ -5,6 +5,10 @@
 #   go-stock      through the standard library's httputil.ReverseProxy with a
 #                 tuned transport (bench/cmd/stockproxy), the Go floor
 #   untapped      through oceanhooks, an endpoint it never taps (notes/timeline)
+#   untapped-stdlib  the same through oceanhooks with proxy.transport: stdlib
+#                 (net/http's Transport instead of the proxy's own)
+#   untapped-base the same through oceanhooks built from git revision BASE,
+#                 when BASE is set (a before/after in one run)
 #   direct-notes  notes/create, direct to the fake upstream
 #   notes-0       notes/create through oceanhooks with no hook at all
 #   notes-3000    notes/create through oceanhooks with 1,000 users × 3 hooks,
@@ -18,8 +22,10 @@
 # every next run.
 #
 # Environment: ROUNDS (3), DURATION (5, seconds per run), CONNS (64),
-# RATE (1000 requests/s), LOW_RATE (250 requests/s), PIN (1: load generator and receiver on the first
-# half of the CPUs, everything under test on the other half; 0: no pinning).
+# RATE (1000 requests/s), LOW_RATE (250 requests/s), BASE (unset: a git
+# revision to build and measure beside the working tree), PIN (1: load
+# generator and receiver on the first half of the CPUs, everything under test
+# on the other half; 0: no pinning).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -31,6 +37,20 @@ LOW_RATE=${LOW_RATE:-250}
 
 need
 build
+
+# build_revision REV OUT builds the oceanhooks binary of git revision REV,
+# from an export of that revision (the clone's state is left alone).
+build_revision() {
+	log "building $1 into $2"
+	local src=$WORK/src-$1
+	mkdir -p "$src"
+	git -C "$ROOT" archive "$1" | tar -x -C "$src"
+	(cd "$src" && go build -o "$2" .)
+}
+BASE=${BASE:-}
+if [[ -n $BASE ]]; then
+	build_revision "$BASE" "$BIN/oceanhooks-base"
+fi
 
 if [[ $PIN == 1 ]]; then
 	LOAD_THREADS=$(cpuset_size "$LOAD_CPUS")
@@ -77,6 +97,9 @@ EOF
 
 sidecar_config "$WORK/a.yaml" "$PORT_SIDECAR" "$PORT_ADMIN" "$WORK/data-a"
 sidecar_config "$WORK/b.yaml" "$PORT_SIDECAR_B" "$PORT_ADMIN_B" "$WORK/data-b"
+sidecar_config "$WORK/c.yaml" "$PORT_SIDECAR_C" "$PORT_ADMIN_C" "$WORK/data-c" "proxy:
+  transport: stdlib"
+sidecar_config "$WORK/d.yaml" "$PORT_SIDECAR_D" "$PORT_ADMIN_D" "$WORK/data-d"
 
 start receiver "${ON_LOAD[@]}" "$BIN/receiver" -listen "127.0.0.1:$PORT_RECEIVER"
 start upstream "${ON_SUT[@]}" "$BIN/upstream" -listen "127.0.0.1:$PORT_UPSTREAM"
@@ -84,7 +107,13 @@ start stockproxy "${ON_SUT[@]}" "$BIN/stockproxy" -listen "127.0.0.1:$PORT_STOCK
 start nginx "${ON_SUT[@]}" "$(nginx_bin)" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
 start sidecar-a "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/a.yaml"
 start sidecar-b "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/b.yaml"
-for p in "$PORT_RECEIVER" "$PORT_UPSTREAM" "$PORT_NGINX" "$PORT_STOCK" "$PORT_SIDECAR" "$PORT_SIDECAR_B"; do wait_port "$p"; done
+start sidecar-c "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/c.yaml"
+ports=("$PORT_RECEIVER" "$PORT_UPSTREAM" "$PORT_NGINX" "$PORT_STOCK" "$PORT_SIDECAR" "$PORT_SIDECAR_B" "$PORT_SIDECAR_C")
+if [[ -n $BASE ]]; then
+	start sidecar-d "${ON_SUT[@]}" "$BIN/oceanhooks-base" serve --config "$WORK/d.yaml"
+	ports+=("$PORT_SIDECAR_D")
+fi
+for p in "${ports[@]}"; do wait_port "$p"; done
 
 log "creating 1,000 users × 3 hooks on the notes-3000 sidecar"
 "$BIN/mkhooks" -sidecar "http://127.0.0.1:$PORT_SIDECAR_B" -receiver "http://127.0.0.1:$PORT_RECEIVER" \
@@ -97,12 +126,16 @@ URL[direct]=http://127.0.0.1:$PORT_UPSTREAM$TIMELINE
 URL[nginx]=http://127.0.0.1:$PORT_NGINX$TIMELINE
 URL[go-stock]=http://127.0.0.1:$PORT_STOCK$TIMELINE
 URL[untapped]=http://127.0.0.1:$PORT_SIDECAR$TIMELINE
+URL[untapped-stdlib]=http://127.0.0.1:$PORT_SIDECAR_C$TIMELINE
+URL[untapped-base]=http://127.0.0.1:$PORT_SIDECAR_D$TIMELINE
 URL[direct-notes]=http://127.0.0.1:$PORT_UPSTREAM$CREATE
 URL[notes-0]=http://127.0.0.1:$PORT_SIDECAR$CREATE
 URL[notes-3000]=http://127.0.0.1:$PORT_SIDECAR_B$CREATE
-for c in direct nginx go-stock untapped; do BODY[$c]='{"limit":10}' TOKENS[$c]=1; done
+for c in direct nginx go-stock untapped untapped-stdlib untapped-base; do BODY[$c]='{"limit":10}' TOKENS[$c]=1; done
 for c in direct-notes notes-0 notes-3000; do BODY[$c]='{"text":"hello from the benchmark"}' TOKENS[$c]=1000; done
-CONFIGS=(direct nginx go-stock untapped direct-notes notes-0 notes-3000)
+CONFIGS=(direct nginx go-stock untapped untapped-stdlib)
+if [[ -n $BASE ]]; then CONFIGS+=(untapped-base); fi
+CONFIGS+=(direct-notes notes-0 notes-3000)
 
 OUTJ=$WORK/overhead.jsonl
 : >"$OUTJ"
@@ -162,7 +195,9 @@ dups=$(receiver_stat duplicates)
 {
 	echo "## Proxy overhead"
 	echo
-	echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS RATE=$RATE LOW_RATE=$LOW_RATE PIN=$PIN bench/overhead.sh\` ($(date -u +%Y-%m-%dT%H:%MZ))"
+	echo "Command: \`ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS RATE=$RATE LOW_RATE=$LOW_RATE ${BASE:+BASE=$BASE }PIN=$PIN bench/overhead.sh\` ($(date -u +%Y-%m-%dT%H:%MZ))"
+	echo
+	echo "Code measured: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)${BASE:+; untapped-base: $BASE}."
 	echo
 	if [[ $PIN == 1 ]]; then
 		echo "CPU layout: wrk / bench/cmd/load and the receiver on CPUs $LOAD_CPUS; upstream, nginx ($NGINX_WORKERS workers) and both sidecars on CPUs $SUT_CPUS (Go: GOMAXPROCS $(cpuset_size "$SUT_CPUS"))."

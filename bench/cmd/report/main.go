@@ -3,7 +3,8 @@
 // Markdown tables of BENCHMARKS.md: for each mode (closed-loop, fixed rate)
 // and configuration, the median over rounds of requests/s, p50 and p99, and
 // the ratio to its baseline measured in the same round (median of the
-// per-round ratios).
+// per-round ratios); then chosen throughput ratios (closed loop) and p99
+// differences (fixed rate) between configurations, also per round.
 package main
 
 import (
@@ -35,9 +36,13 @@ type run struct {
 }
 
 func main() {
-	order := flag.String("order", "direct,nginx,go-stock,untapped,direct-notes,notes-0,notes-3000", "configurations in table order")
-	bases := flag.String("base", "nginx=direct,go-stock=direct,untapped=direct,notes-0=direct-notes,notes-3000=direct-notes",
+	order := flag.String("order", "direct,nginx,go-stock,untapped,untapped-stdlib,untapped-base,direct-notes,notes-0,notes-3000", "configurations in table order")
+	bases := flag.String("base", "nginx=direct,go-stock=direct,untapped=direct,untapped-stdlib=direct,untapped-base=direct,notes-0=direct-notes,notes-3000=direct-notes",
 		"configuration=baseline pairs for the ratio columns")
+	ratios := flag.String("ratios", "untapped/nginx,untapped-stdlib/nginx,untapped-base/nginx,go-stock/nginx,untapped/untapped-stdlib,untapped/untapped-base,untapped/go-stock,notes-3000/untapped,notes-0/untapped",
+		"a/b pairs whose closed-loop throughput ratio is listed")
+	p99s := flag.String("p99", "untapped/nginx,untapped-stdlib/nginx,untapped-base/nginx,go-stock/nginx",
+		"a/b pairs whose fixed-rate p99 difference is listed")
 	flag.Parse()
 	in := io.Reader(os.Stdin)
 	if flag.NArg() > 0 {
@@ -58,7 +63,17 @@ func main() {
 		base[k] = v
 	}
 	labels := strings.Split(*order, ",")
-	write(os.Stdout, runs, labels, base)
+	write(os.Stdout, runs, labels, base, pairs(*ratios), pairs(*p99s))
+}
+
+func pairs(s string) [][2]string {
+	var out [][2]string
+	for _, p := range strings.Split(s, ",") {
+		if a, b, ok := strings.Cut(p, "/"); ok {
+			out = append(out, [2]string{a, b})
+		}
+	}
+	return out
 }
 
 func read(r io.Reader) ([]run, error) {
@@ -81,7 +96,7 @@ func read(r io.Reader) ([]run, error) {
 // series is the runs of one mode and label, by round.
 type series map[int]run
 
-func write(w io.Writer, runs []run, labels []string, base map[string]string) {
+func write(w io.Writer, runs []run, labels []string, base map[string]string, ratios, p99s [][2]string) {
 	modes := map[string]map[string]series{}
 	var modeOrder []string
 	for _, r := range runs {
@@ -153,15 +168,29 @@ func write(w io.Writer, runs []run, labels []string, base map[string]string) {
 			}
 		}
 		fmt.Fprintln(w)
+		listed := false
 		if mode != "open" {
-			for _, pair := range [][2]string{{"untapped", "nginx"}, {"go-stock", "nginx"}, {"untapped", "go-stock"}, {"notes-3000", "untapped"}, {"notes-0", "untapped"}} {
+			for _, pair := range ratios {
 				a, b := byLabel[pair[0]], byLabel[pair[1]]
 				if a == nil || b == nil {
 					continue
 				}
+				listed = true
 				fmt.Fprintf(w, "- %s / %s throughput: %.2f (median of per-round ratios)\n", pair[0], pair[1],
 					ratio(a, b, func(x, y run) float64 { return x.RPS / y.RPS }))
 			}
+		} else {
+			for _, pair := range p99s {
+				a, b := byLabel[pair[0]], byLabel[pair[1]]
+				if a == nil || b == nil {
+					continue
+				}
+				listed = true
+				fmt.Fprintf(w, "- %s p99 − %s p99: %+.2f ms (median of per-round differences)\n", pair[0], pair[1],
+					ratio(a, b, func(x, y run) float64 { return (x.P99 - y.P99) / 1000 }))
+			}
+		}
+		if listed {
 			fmt.Fprintln(w)
 		}
 	}
