@@ -35,6 +35,7 @@ const (
 	DefaultAttemptTimeout      = 10 * time.Second
 	DefaultQuickRetries        = 2
 	DefaultDeadLetterTTL       = 7 * 24 * time.Hour
+	DefaultDisableAfter        = 5 * 24 * time.Hour
 	DefaultGCInterval          = 5 * time.Minute
 	DefaultMemoryBudget        = 192 << 20 // bytes (192 MiB)
 	DefaultObserveTimeout      = 10 * time.Second
@@ -247,6 +248,11 @@ type Delivery struct {
 	// DeadLetterTTL is how long dead letters (and the attempt log of delivered
 	// deliveries) are kept for inspection and redelivery. Default 168h (7 days).
 	DeadLetterTTL Duration `yaml:"deadLetterTTL"`
+	// DisableAfter deactivates a hook whose delivery attempts have all failed
+	// for this long (from its first failed attempt after a success or after
+	// it was activated): its owner sees it inactive, and activating it again
+	// starts the clock afresh. 0 never deactivates. Default 120h (5 days).
+	DisableAfter Duration `yaml:"disableAfter"`
 	// AllowedPrivateNetworks lists networks (CIDRs, or single IPs) that
 	// deliveries may connect to although they are loopback, private,
 	// link-local or otherwise internal (Ocean's option of the same name).
@@ -311,6 +317,7 @@ func Default() Config {
 			AttemptTimeout:         Duration(DefaultAttemptTimeout),
 			QuickRetries:           DefaultQuickRetries,
 			DeadLetterTTL:          Duration(DefaultDeadLetterTTL),
+			DisableAfter:           Duration(DefaultDisableAfter),
 			AllowedPrivateNetworks: []string{},
 		},
 		Store: Store{GCInterval: Duration(DefaultGCInterval), MemoryBudget: DefaultMemoryBudget},

@@ -334,6 +334,7 @@ func TestValidate(t *testing.T) {
 		{"memory budget too small", func(c *Config) { c.Store.MemoryBudget = 32 << 20 }, "store.memoryBudget", "at least 64MiB"},
 		{"cap below base", func(c *Config) { c.Delivery.BackoffCap = Duration(time.Second) }, "delivery.backoffCap", "at least delivery.backoffBase"},
 		{"no workers", func(c *Config) { c.Delivery.Workers = 0 }, "delivery.workers", "at least 1"},
+		{"negative disableAfter", func(c *Config) { c.Delivery.DisableAfter = Duration(-time.Hour) }, "delivery.disableAfter", "0 (never) or a positive duration"},
 		{"no per-hook slots", func(c *Config) { c.Delivery.PerHookConcurrency = 0 }, "delivery.perHookConcurrency", "at least 1"},
 		{"negative quick retries", func(c *Config) { c.Delivery.QuickRetries = -1 }, "delivery.quickRetries", "at least 0"},
 		{"too many quick retries", func(c *Config) { c.Delivery.QuickRetries = 11 }, "delivery.quickRetries", "at most 10"},

@@ -110,6 +110,9 @@ func (c Config) validate() []Problem {
 	if c.Proxy.ObserveTimeout > 0 && c.Proxy.ObserveTimeout < c.Events.ReadTimeout {
 		bad("proxy.observeTimeout", "must be at least events.readTimeout (%s), got %s", c.Events.ReadTimeout, c.Proxy.ObserveTimeout)
 	}
+	if c.Delivery.DisableAfter < 0 {
+		bad("delivery.disableAfter", "must be 0 (never) or a positive duration, got %s", c.Delivery.DisableAfter)
+	}
 	if c.Delivery.BackoffCap > 0 && c.Delivery.BackoffCap < c.Delivery.BackoffBase {
 		bad("delivery.backoffCap", "must be at least delivery.backoffBase (%s), got %s", c.Delivery.BackoffBase, c.Delivery.BackoffCap)
 	}

@@ -12,8 +12,9 @@ import (
 // transaction (one commit, one sync on a database opened with SyncWrites),
 // serialised with the store's other writes like RecordAttempt: the queue
 // hands its attempts over in batches this way, so a burst of deliveries
-// costs one write per batch rather than one per attempt. Deleted hooks are
-// left alone.
+// costs one write per batch rather than one per attempt. It also stores each
+// of these hooks' run of failed attempts as Attempted counted it, so that
+// auto-disable's clock survives a restart. Deleted hooks are left alone.
 func (s *Store) RecordAttempts(latest map[string]webhook.LatestAttempt) {
 	if len(latest) == 0 {
 		return
@@ -31,6 +32,7 @@ func (s *Store) RecordAttempts(latest map[string]webhook.LatestAttempt) {
 			}
 			at, status := a.At.UTC(), a.Status
 			h.LatestSentAt, h.LatestStatus = &at, &status
+			h.FailingSince, h.Failures = s.failing.of(id)
 			if err := put(txn, h); err != nil {
 				return err
 			}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oceanhooks/oceanhooks/ocean"
 	"github.com/oceanhooks/oceanhooks/webhook"
@@ -68,6 +69,16 @@ type Hook struct {
 	// NativeID is the id of the hook in Ocean this one was imported from
 	// (Import); empty for a hook created through the sidecar.
 	NativeID string
+	// FailingSince is when the hook's current run of failed delivery
+	// attempts began: nil when its latest attempt succeeded, when it has had
+	// none, and from its (re)activation on. Failures counts the attempts of
+	// that run. Both trail the attempts by at most one of the queue's
+	// batches (see RecordAttempts).
+	FailingSince *time.Time
+	Failures     int
+	// DisabledAt is when auto-disable deactivated the hook (see Attempted);
+	// nil if it did not, or once the hook is active again.
+	DisabledAt *time.Time
 }
 
 func (h Hook) target() webhook.Target {
@@ -86,12 +97,15 @@ type record struct {
 	LatestSentAt *time.Time `json:"latestSentAt,omitempty"`
 	LatestStatus *int       `json:"latestStatus,omitempty"`
 	NativeID     string     `json:"nativeId,omitempty"`
+	FailingSince *time.Time `json:"failingSince,omitempty"`
+	Failures     int        `json:"failures,omitempty"`
+	DisabledAt   *time.Time `json:"disabledAt,omitempty"`
 }
 
 func encode(h Hook) ([]byte, error) {
 	return json.Marshal(record{ID: h.ID, UserID: h.UserID, Name: h.Name, On: h.On, URL: h.URL,
 		Secret: h.Secret, Active: h.Active, LatestSentAt: h.LatestSentAt, LatestStatus: h.LatestStatus,
-		NativeID: h.NativeID})
+		NativeID: h.NativeID, FailingSince: h.FailingSince, Failures: h.Failures, DisabledAt: h.DisabledAt})
 }
 
 func decode(b []byte) (Hook, error) {
@@ -100,7 +114,8 @@ func decode(b []byte) (Hook, error) {
 		return Hook{}, fmt.Errorf("decode hook: %w", err)
 	}
 	return Hook{ID: r.ID, UserID: r.UserID, Name: r.Name, On: cloneOn(r.On), URL: r.URL, Secret: r.Secret,
-		Active: r.Active, LatestSentAt: r.LatestSentAt, LatestStatus: r.LatestStatus, NativeID: r.NativeID}, nil
+		Active: r.Active, LatestSentAt: r.LatestSentAt, LatestStatus: r.LatestStatus, NativeID: r.NativeID,
+		FailingSince: r.FailingSince, Failures: r.Failures, DisabledAt: r.DisabledAt}, nil
 }
 
 // cloneOn copies an event type list; empty is [], never null.
@@ -145,6 +160,11 @@ type Options struct {
 	// Logger gets failures of the queue's bookkeeping calls, which return
 	// no error. Default: discard.
 	Logger *slog.Logger
+	// DisableAfter deactivates a hook whose delivery attempts have all
+	// failed for this long (see Attempted). 0: never.
+	DisableAfter time.Duration
+	// Registerer receives the store's metrics. Nil: not registered.
+	Registerer prometheus.Registerer
 }
 
 // Store keeps hooks in Badger and the active ones in an in-memory index that
@@ -163,6 +183,10 @@ type Store struct {
 	// takenOver remembers the users TakenOver found taken over, so that
 	// asking again costs no disk read. A user is never taken back.
 	takenOver sync.Map // userID → struct{}
+
+	disableAfter time.Duration
+	failing      failingRuns // hooks whose latest attempts failed (autodisable.go)
+	autoDisabled prometheus.Counter
 }
 
 // Open returns the store of db (opened and closed by the caller) and builds
@@ -177,12 +201,19 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{db: db, ids: ocean.NewIDGen(opts.Rand), now: opts.Now, log: opts.Logger}
+	s := &Store{db: db, ids: ocean.NewIDGen(opts.Rand), now: opts.Now, log: opts.Logger,
+		disableAfter: max(opts.DisableAfter, 0), autoDisabled: newAutoDisabledCounter()}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(s.autoDisabled); err != nil {
+			return nil, fmt.Errorf("open hooks: metrics: %w", err)
+		}
+	}
 	all, err := s.ListAll()
 	if err != nil {
 		return nil, fmt.Errorf("open hooks: %w", err)
 	}
 	s.idx.Store(buildIndex(all))
+	s.failing.load(all)
 	return s, nil
 }
 
@@ -318,10 +349,17 @@ func (s *Store) modify(id string, fn func(h *Hook) error) (Hook, error) {
 		if err := fn(&h); err != nil {
 			return err
 		}
+		if h.Active && !old.Active {
+			// (Re)activation starts the auto-disable clock afresh.
+			h.FailingSince, h.Failures, h.DisabledAt = nil, 0, nil
+		}
 		return put(txn, h)
 	})
 	if err == nil {
 		s.idx.Store(s.idx.Load().with(&old, &h))
+		if h.Active && !old.Active {
+			s.failing.forget(id)
+		}
 	}
 	s.writeMu.Unlock()
 	if err != nil {
@@ -353,6 +391,7 @@ func (s *Store) Delete(userID, id string) error {
 	})
 	if err == nil {
 		s.idx.Store(s.idx.Load().with(&old, nil))
+		s.failing.forget(id)
 	}
 	s.writeMu.Unlock()
 	if err != nil {
