@@ -4,13 +4,16 @@
 # plus net/http/pprof on 127.0.0.1:18305), the same CPU layout and hooks as
 # overhead.sh, wrk closed-loop on
 #   untapped    notes/timeline (never tapped)
+#   untapped-stdlib  the same with proxy.transport: stdlib (net/http's Transport)
+#   untapped-base    the same on bench/cmd/sidecar built from git revision
+#               BASE, when BASE is set (the profile before a change)
 #   notes-0     notes/create before any hook exists
 #   notes-3000  notes/create with 1,000 users × 3 hooks, author subscribed
 # For each: a PROFILE_SECONDS CPU profile taken in the middle of the run, the
 # top frames (flat and cumulative), and a goroutine snapshot (where the
 # goroutines wait). Profiles and reports go to bench/results/profile-*.
 #
-# Environment: PROFILE_SECONDS (8), CONNS (64), PIN (1).
+# Environment: PROFILE_SECONDS (8), CONNS (64), BASE (unset), PIN (1).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -21,11 +24,22 @@ build
 LOAD_THREADS=1
 [[ $PIN == 1 ]] && LOAD_THREADS=$(cpuset_size "$LOAD_CPUS")
 
-sidecar_config "$WORK/b.yaml" "$PORT_SIDECAR_B" "$PORT_ADMIN_B" "$WORK/data-b"
 start receiver "${ON_LOAD[@]}" "$BIN/receiver" -listen "127.0.0.1:$PORT_RECEIVER"
 start upstream "${ON_SUT[@]}" "$BIN/upstream" -listen "127.0.0.1:$PORT_UPSTREAM"
-start sidecar "${ON_SUT[@]}" "$BIN/sidecar" -config "$WORK/b.yaml" -pprof "127.0.0.1:$PORT_PPROF"
-for p in "$PORT_RECEIVER" "$PORT_UPSTREAM" "$PORT_SIDECAR_B" "$PORT_PPROF"; do wait_port "$p"; done
+for p in "$PORT_RECEIVER" "$PORT_UPSTREAM"; do wait_port "$p"; done
+
+# with_sidecar NAME BINARY [EXTRA YAML]: runs the pprof sidecar BINARY on a
+# fresh data dir until the next with_sidecar (or the end).
+with_sidecar() {
+	if [[ -n ${PID_sidecar:-} ]]; then
+		stop sidecar
+	fi
+	sidecar_config "$WORK/$1.yaml" "$PORT_SIDECAR_B" "$PORT_ADMIN_B" "$WORK/data-$1" "${3:-}"
+	start sidecar "${ON_SUT[@]}" "$2" -config "$WORK/$1.yaml" -pprof "127.0.0.1:$PORT_PPROF"
+	wait_port "$PORT_SIDECAR_B"
+	wait_port "$PORT_PPROF"
+	SIDECAR_BIN=$2
+}
 
 mkdir -p "$RESULTS"
 profile() { # NAME PATH BODY TOKENS
@@ -45,14 +59,26 @@ profile() { # NAME PATH BODY TOKENS
 		tail -n 1 "$WORK/$name.wrk"
 		echo
 		echo "## flat"
-		go tool pprof -top -nodecount=30 "$BIN/sidecar" "$out.cpu.pprof" 2>/dev/null
+		go tool pprof -top -nodecount=30 "$SIDECAR_BIN" "$out.cpu.pprof" 2>/dev/null
 		echo
 		echo "## cumulative"
-		go tool pprof -top -cum -nodecount=60 "$BIN/sidecar" "$out.cpu.pprof" 2>/dev/null
+		go tool pprof -top -cum -nodecount=60 "$SIDECAR_BIN" "$out.cpu.pprof" 2>/dev/null
 	} >"$out.txt"
 	wait_drained "$PORT_ADMIN_B" 900
 }
 
+if [[ -n ${BASE:-} ]]; then
+	log "building bench/cmd/sidecar of $BASE"
+	mkdir -p "$WORK/src-base"
+	git -C "$ROOT" archive "$BASE" | tar -x -C "$WORK/src-base"
+	(cd "$WORK/src-base" && go build -o "$BIN/sidecar-base" ./bench/cmd/sidecar)
+	with_sidecar base "$BIN/sidecar-base"
+	profile untapped-base /api/notes/timeline '{"limit":10}' 1
+fi
+with_sidecar stdlib "$BIN/sidecar" "proxy:
+  transport: stdlib"
+profile untapped-stdlib /api/notes/timeline '{"limit":10}' 1
+with_sidecar b "$BIN/sidecar"
 profile untapped /api/notes/timeline '{"limit":10}' 1
 profile notes-0 /api/notes/create '{"text":"hello from the benchmark"}' 1000
 "$BIN/mkhooks" -sidecar "http://127.0.0.1:$PORT_SIDECAR_B" -receiver "http://127.0.0.1:$PORT_RECEIVER" \
