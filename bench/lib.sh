@@ -79,6 +79,17 @@ build() {
 	(cd "$ROOT" && go build -o "$BIN/oceanhooks" . && go build -o "$BIN/" ./bench/cmd/...)
 }
 
+# build_base REV compiles the sidecar and the bench programs of git revision
+# REV (a baseline to measure against in the same run) into $BIN_BASE.
+BIN_BASE=$WORK/bin-base
+build_base() {
+	log "building $1 into $BIN_BASE"
+	mkdir -p "$BIN_BASE"
+	git -C "$ROOT" worktree add --detach -q "$WORK/base-src" "$1"
+	(cd "$WORK/base-src" && go build -o "$BIN_BASE/oceanhooks" . && go build -o "$BIN_BASE/" ./bench/cmd/...)
+	git -C "$ROOT" worktree remove --force "$WORK/base-src"
+}
+
 # CPU layout. PIN=1 (default): the load generator and the receiver (the
 # "outside world") run on LOAD_CPUS, everything under test on SUT_CPUS.
 NCPU=$(nproc)

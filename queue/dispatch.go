@@ -167,6 +167,7 @@ func (q *Queue) mergeReadLocked(st *hookState, refs []readyRef, next int64, afte
 			}
 		}
 		st.from, st.diskNext = after, next
+		st.caughtUp = next == noDue
 	}
 	for _, r := range missed {
 		q.notifyLocked(st.hook, r.due, r.id)

@@ -42,6 +42,7 @@ type hookState struct {
 	buf      []readyRef // read ahead, sorted, none leased when read
 	from     []byte     // the next read starts here (nil: at the index's start)
 	diskNext int64      // due of the first key at or after from (noDue: none known)
+	caughtUp bool       // no key at or after from was on disk at the last read: new keys go straight to buf
 	reading  bool       // a read is under way (outside q.mu)
 	missed   []readyRef // notified during that read, applied after it
 	pos      int        // index in the due heap, -1 when not in it
@@ -74,6 +75,7 @@ func (st *hookState) insert(r readyRef) {
 		st.buf = st.buf[:len(st.buf)-1]
 		st.from = last.key(st.hook)
 		st.diskNext = min(st.diskNext, last.due)
+		st.caughtUp = false
 	}
 }
 
@@ -134,11 +136,18 @@ func (q *Queue) notifyLocked(hook string, due int64, id string) {
 	if st.reading {
 		st.missed = append(st.missed, r)
 	}
-	if st.from != nil && bytes.Compare(r.key(hook), st.from) < 0 {
+	k := r.key(hook)
+	switch {
+	case st.from != nil && bytes.Compare(k, st.from) < 0:
 		if _, leased := q.leases[id]; !leased {
 			st.insert(r)
 		}
-	} else {
+	case st.caughtUp && !st.reading:
+		// Nothing on disk at or after from but what is notified: take
+		// the key as it comes, without reading it back.
+		st.from = append(k, 0)
+		st.insert(r)
+	default:
 		st.diskNext = min(st.diskNext, due)
 	}
 	q.placeLocked(st)

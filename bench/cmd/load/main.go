@@ -34,18 +34,19 @@ import (
 )
 
 type config struct {
-	url       string
-	body      []byte
-	tokens    int
-	conc      int
-	rate      float64
-	duration  time.Duration
-	warmup    time.Duration
-	timeout   time.Duration
-	retryWait time.Duration
-	label     string
-	idsFile   string
-	total     int
+	url         string
+	body        []byte
+	tokens      int
+	tokenOffset int
+	conc        int
+	rate        float64
+	duration    time.Duration
+	warmup      time.Duration
+	timeout     time.Duration
+	retryWait   time.Duration
+	label       string
+	idsFile     string
+	total       int
 }
 
 // Result is the JSON line printed at the end.
@@ -74,7 +75,8 @@ func main() {
 	var body string
 	flag.StringVar(&c.url, "url", "http://127.0.0.1:18300/api/notes/timeline", "URL to POST to")
 	flag.StringVar(&body, "body", `{"limit":10}`, "JSON request body")
-	flag.IntVar(&c.tokens, "tokens", 1, "rotate Authorization: Bearer tok-0 … tok-<n-1> (0: no token)")
+	flag.IntVar(&c.tokens, "tokens", 1, "rotate Authorization: Bearer tok-<o> … tok-<o+n-1>, o the -token-offset (0: no token)")
+	flag.IntVar(&c.tokenOffset, "token-offset", 0, "the first token's number")
 	flag.IntVar(&c.conc, "c", 64, "workers (connections); open-loop: most requests in flight")
 	flag.Float64Var(&c.rate, "rate", 0, "requests per second, open-loop (0: closed-loop)")
 	flag.DurationVar(&c.duration, "d", 10*time.Second, "measured duration (after warm-up)")
@@ -117,7 +119,7 @@ func run(ctx context.Context, c config) (Result, error) {
 	client := &http.Client{Transport: tr, Timeout: c.timeout}
 	auth := make([]string, c.tokens)
 	for i := range auth {
-		auth[i] = "Bearer tok-" + strconv.Itoa(i)
+		auth[i] = "Bearer tok-" + strconv.Itoa(c.tokenOffset+i)
 	}
 	var next atomic.Uint64
 	send := func(t *tally, measured bool, start time.Time) {

@@ -1,7 +1,8 @@
 // Command mkhooks creates the benchmarks' webhooks through the sidecar's
 // Ocean-compatible API (POST /api/i/webhooks/create), as users tok-0 …
-// tok-<users-1> of the fake upstream: each user gets -per-user hooks whose
-// `on` lists cycle through -on, all pointing at the receiver.
+// tok-<users-1> of the fake upstream (or only -only-user): each user gets
+// -per-user hooks whose `on` lists cycle through -on, all pointing at the
+// receiver.
 package main
 
 import (
@@ -30,6 +31,7 @@ func main() {
 		"semicolon-separated `on` lists; hook j of a user takes list j mod their number")
 	secret := flag.String("secret", "bench-secret", "hook secret (non-empty: deliveries are signed)")
 	parallel := flag.Int("parallel", 8, "concurrent create calls")
+	only := flag.Int("only-user", -1, "when ≥ 0, create the hooks of this user only")
 	flag.Parse()
 
 	var sets [][]string
@@ -43,6 +45,9 @@ func main() {
 	g.SetLimit(*parallel)
 	var once sync.Once
 	for u := range *users {
+		if *only >= 0 && u != *only {
+			continue
+		}
 		for j := range *perUser {
 			g.Go(func() error {
 				params, _ := json.Marshal(map[string]any{

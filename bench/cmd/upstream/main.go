@@ -1,6 +1,7 @@
 // Command upstream is a fast fake Ocean for the benchmarks: it answers
 // POST /api/i for bench tokens, POST /api/notes/create with a captured
-// createdNote (fresh id, the caller as author), POST /api/i/webhooks/list
+// createdNote (fresh id, the caller as author; with -mention-users, mentioning
+// the next user), POST /api/i/webhooks/list
 // with [] (no hook of the user's in Ocean), POST /api/i/webhooks/update
 // with Ocean's NO_SUCH_WEBHOOK (the sidecar's write:account check of an app
 // token: every bench token holds the permission), a WebSocket on /streaming
@@ -43,8 +44,9 @@ const tokenPrefix = "tok-"
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18300", "address to listen on")
 	limit := flag.Int("webhook-limit", 3, "policies.webhookLimit answered by /api/i")
+	mention := flag.Int("mention-users", 0, "when > 0, the note of user<n> mentions user<(n+1) mod this> (createdNote.mentions), so that it derives a mention event too")
 	flag.Parse()
-	u, err := newUpstream(*limit)
+	u, err := newUpstream(*limit, *mention)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -63,6 +65,7 @@ func main() {
 // upstream serves the fake Ocean.
 type upstream struct {
 	webhookLimit int
+	mentionUsers int
 	// note is the createdNote answer split around its variable parts:
 	// note[0] fill[0] note[1] fill[1] … note[len-1].
 	note    [][]byte
@@ -78,16 +81,19 @@ type noteField int
 const (
 	fieldID noteField = iota
 	fieldUser
+	fieldMention
 )
 
 const (
-	idMark   = "@@ID@@"
-	userMark = "@@USER@@"
+	idMark      = "@@ID@@"
+	userMark    = "@@USER@@"
+	mentionMark = "@@MENTION@@"
 )
 
-func newUpstream(webhookLimit int) (*upstream, error) {
+func newUpstream(webhookLimit, mentionUsers int) (*upstream, error) {
 	u := &upstream{
 		webhookLimit: webhookLimit,
+		mentionUsers: mentionUsers,
 		idBase:       strconv.FormatInt(time.Now().UnixMilli(), 36),
 		bufs:         sync.Pool{New: func() any { return new(bytes.Buffer) }},
 	}
@@ -100,22 +106,30 @@ func newUpstream(webhookLimit int) (*upstream, error) {
 			return nil, fmt.Errorf("template %s: %w", path, err)
 		}
 	}
-	// Split the template at each mark, in order of appearance.
-	for len(tmpl) > 0 {
-		i, j := bytes.Index(tmpl, []byte(idMark)), bytes.Index(tmpl, []byte(userMark))
-		switch {
-		case i < 0 && j < 0:
-			u.note = append(u.note, tmpl)
-			tmpl = nil
-		case i >= 0 && (j < 0 || i < j):
-			u.note = append(u.note, tmpl[:i])
-			u.fills = append(u.fills, fieldID)
-			tmpl = tmpl[i+len(idMark):]
-		default:
-			u.note = append(u.note, tmpl[:j])
-			u.fills = append(u.fills, fieldUser)
-			tmpl = tmpl[j+len(userMark):]
+	if mentionUsers > 0 {
+		if tmpl, err = sjson.SetBytes(tmpl, "createdNote.mentions", []string{mentionMark}); err != nil {
+			return nil, fmt.Errorf("template mentions: %w", err)
 		}
+	}
+	// Split the template at each mark, in order of appearance.
+	marks := []struct {
+		mark  string
+		field noteField
+	}{{idMark, fieldID}, {userMark, fieldUser}, {mentionMark, fieldMention}}
+	for len(tmpl) > 0 {
+		at, which := -1, 0
+		for k, m := range marks {
+			if i := bytes.Index(tmpl, []byte(m.mark)); i >= 0 && (at < 0 || i < at) {
+				at, which = i, k
+			}
+		}
+		if at < 0 {
+			u.note = append(u.note, tmpl)
+			break
+		}
+		u.note = append(u.note, tmpl[:at])
+		u.fills = append(u.fills, marks[which].field)
+		tmpl = tmpl[at+len(marks[which].mark):]
 	}
 	u.generic = genericAnswer(1024)
 	return u, nil
@@ -247,6 +261,10 @@ func (u *upstream) appendNote(dst []byte, n string) []byte {
 		case fieldUser:
 			dst = append(dst, "user"...)
 			dst = append(dst, n...)
+		case fieldMention:
+			k, _ := strconv.Atoi(n)
+			dst = append(dst, "user"...)
+			dst = strconv.AppendInt(dst, int64((k+1)%u.mentionUsers), 10)
 		}
 	}
 	return dst
