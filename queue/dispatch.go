@@ -259,6 +259,11 @@ func (q *Queue) attempt(ctx context.Context, l *lease) {
 	} else if out != outSuccess {
 		entry.Error = fmt.Sprintf("HTTP %d %s", res.Status, http.StatusText(res.Status))
 	}
+	if ft, ok := q.hooks.(failureTracker); ok {
+		if why := ft.Attempted(l.hook, start, out != outSuccess); why != "" {
+			entry.Error = why + "; this attempt: " + entry.Error // first, so that the log's size bound keeps it
+		}
+	}
 	q.conclude(log, l, entry, out, wait, end)
 }
 
@@ -488,6 +493,7 @@ func (q *Queue) outcomeDone(l *lease, res outcomeResult) {
 		case webhook.StateDead:
 			q.readyKeys.Add(-1)
 			q.dead.Add(1)
+			q.deadOf.add(l.hook, 1)
 		default:
 			q.readyKeys.Add(-1)
 		}

@@ -48,8 +48,9 @@ func (q *Queue) sweep(now time.Time) (int, error) {
 			return removed, err
 		}
 		var dead, gone int
+		var deadOf map[string]int
 		err = q.commits.wait(func(txn *badger.Txn) error {
-			dead, gone = 0, 0
+			dead, gone, deadOf = 0, 0, map[string]int{}
 			for _, k := range keys {
 				at, id, ok := splitTimed(k, len(pExpiry))
 				rec, err := getRecord(txn, id)
@@ -66,6 +67,7 @@ func (q *Queue) sweep(now time.Time) (int, error) {
 				}
 				if rec.State == webhook.StateDead {
 					dead++
+					deadOf[rec.Hook]++
 				}
 				gone++
 				if err := deleteDelivery(txn, id, rec); err != nil {
@@ -73,7 +75,12 @@ func (q *Queue) sweep(now time.Time) (int, error) {
 				}
 			}
 			return nil
-		}, func() { q.dead.Add(-int64(dead)) })
+		}, func() {
+			q.dead.Add(-int64(dead))
+			for hook, n := range deadOf {
+				q.deadOf.add(hook, -n)
+			}
+		})
 		if err != nil {
 			return removed, err
 		}

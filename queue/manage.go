@@ -94,6 +94,7 @@ func (q *Queue) cancelBatch(hook string) (removed int, done bool, err error) {
 	}, func() {
 		q.readyKeys.Add(-ready)
 		q.dead.Add(-dead)
+		q.deadOf.add(hook, -int(dead))
 		q.held.Add(-held)
 		q.mu.Lock()
 		for _, id := range gone {
@@ -312,6 +313,7 @@ func (q *Queue) requeue(ids []string, hook string, now int64, one bool, also fun
 		return nil
 	}, func() {
 		q.dead.Add(-int64(fromDead))
+		q.deadOf.add(hook, -fromDead)
 		q.readyKeys.Add(int64(fromDead + fromDone))
 		refs := map[string][]readyRef{}
 		for _, id := range moved {

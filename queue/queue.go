@@ -38,6 +38,15 @@ type attemptBatcher interface {
 	RecordAttempts(latest map[string]webhook.LatestAttempt)
 }
 
+// failureTracker is a hook store that follows each hook's run of failed
+// attempts and deactivates a hook whose attempts have all failed for too
+// long (hooks.Store does: delivery.disableAfter). The queue reports every
+// attempt of a queued delivery to it; the reason it returns, when it
+// deactivated the hook, goes into that attempt's log entry.
+type failureTracker interface {
+	Attempted(hookID string, at time.Time, failed bool) (deactivated string)
+}
+
 // Queue is the durable delivery queue. Its methods are safe for concurrent use.
 type Queue struct {
 	db      *badger.DB
@@ -71,6 +80,7 @@ type Queue struct {
 	parked parkedOutcomes        // outcomes whose commit failed, retried by Run
 	jobs   jobs                  // background work of the management calls (jobs.go)
 	latest latestAttempts        // hooks' latest attempts, written in batches
+	deadOf deadCounts            // dead letters per hook (dead.go)
 }
 
 // record is a delivery record (q/d/<id>).
@@ -205,14 +215,22 @@ func (q *Queue) load() error {
 		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pExpiry), PrefetchValues: true, PrefetchSize: 256})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
+			dead := false
 			err := it.Item().Value(func(v []byte) error {
-				if len(v) == 1 && v[0] == expDead {
-					q.dead.Add(1)
-				}
+				dead = len(v) == 1 && v[0] == expDead
 				return nil
 			})
 			if err != nil {
 				return err
+			}
+			if !dead {
+				continue
+			}
+			q.dead.Add(1)
+			if _, id, ok := splitTimed(it.Item().Key(), len(pExpiry)); ok {
+				if rec, err := getRecord(txn, id); err == nil {
+					q.deadOf.add(rec.Hook, 1)
+				}
 			}
 		}
 		return nil
