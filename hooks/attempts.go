@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"errors"
+	"fmt"
 
 	badger "github.com/dgraph-io/badger/v4"
 
@@ -15,9 +16,10 @@ import (
 // costs one write per batch rather than one per attempt. It also stores each
 // of these hooks' run of failed attempts as Attempted counted it, so that
 // auto-disable's clock survives a restart. Deleted hooks are left alone.
-func (s *Store) RecordAttempts(latest map[string]webhook.LatestAttempt) {
+// On an error nothing was written, and the caller may hand the batch again.
+func (s *Store) RecordAttempts(latest map[string]webhook.LatestAttempt) error {
 	if len(latest) == 0 {
-		return
+		return nil
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -40,6 +42,7 @@ func (s *Store) RecordAttempts(latest map[string]webhook.LatestAttempt) {
 		return nil
 	})
 	if err != nil {
-		s.log.Error("hooks: record attempts", "hooks", len(latest), "err", err)
+		return fmt.Errorf("hooks: record attempts: %w", err)
 	}
+	return nil
 }

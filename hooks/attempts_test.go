@@ -20,11 +20,11 @@ func TestRecordAttempts(t *testing.T) {
 	require.NoError(t, s.Delete(alice, gone.ID))
 	at := time.Date(2026, 11, 26, 20, 49, 48, 202_000_000, time.FixedZone("JST", 9*3600))
 
-	s.RecordAttempts(map[string]webhook.LatestAttempt{
+	require.NoError(t, s.RecordAttempts(map[string]webhook.LatestAttempt{
 		a.ID:    {At: at, Status: 200},
 		b.ID:    {At: at.Add(time.Second), Status: 1},
 		gone.ID: {At: at, Status: 500},
-	})
+	}))
 	cases := []struct {
 		id     string
 		at     time.Time

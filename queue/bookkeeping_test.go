@@ -163,6 +163,17 @@ func TestLatestAttemptsInBatches(t *testing.T) {
 	batches := hooks.batches
 	hooks.mu.Unlock()
 	assert.Less(t, batches, 4*perHook/4, "one write per interval, not per attempt")
+
+	t.Run("a batch the store refuses is handed over again", func(t *testing.T) {
+		hooks.mu.Lock()
+		hooks.refuse, hooks.recorded = 2, nil
+		hooks.mu.Unlock()
+		enqueue(t, q, events[:1]...)
+		require.Eventually(t, func() bool { return len(hooks.latest()) == 4 }, waitFor, tick)
+		hooks.mu.Lock()
+		defer hooks.mu.Unlock()
+		assert.Zero(t, hooks.refuse)
+	})
 }
 
 // TestReadsAheadAndSeeks: a hook's ready index is read readAhead keys at a

@@ -25,6 +25,7 @@ type fakeHooks struct {
 	subs        map[[2]string][]string    // (user, type) → hook ids
 	recorded    []recorded
 	batches     int // RecordAttempts calls
+	refuse      int // RecordAttempts calls still to fail
 	deactivated map[string]bool
 }
 
@@ -88,13 +89,18 @@ func (f *fakeHooks) RecordAttempt(id string, at time.Time, status int) {
 }
 
 // RecordAttempts makes fakeHooks an attemptBatcher, as hooks.Store is.
-func (f *fakeHooks) RecordAttempts(latest map[string]webhook.LatestAttempt) {
+func (f *fakeHooks) RecordAttempts(latest map[string]webhook.LatestAttempt) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.batches++
+	if f.refuse > 0 {
+		f.refuse--
+		return errInjected
+	}
 	for id, a := range latest {
 		f.recorded = append(f.recorded, recorded{id, a.At, a.Status})
 	}
+	return nil
 }
 
 // latest is the last recorded attempt of each hook.

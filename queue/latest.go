@@ -39,6 +39,21 @@ func (la *latestAttempts) take() map[string]webhook.LatestAttempt {
 	return m
 }
 
+// putBack returns the attempts of a batch the hook store did not take,
+// except where a later attempt of the same hook came meanwhile.
+func (la *latestAttempts) putBack(m map[string]webhook.LatestAttempt) {
+	la.mu.Lock()
+	defer la.mu.Unlock()
+	if la.m == nil {
+		la.m = map[string]webhook.LatestAttempt{}
+	}
+	for hook, a := range m {
+		if _, newer := la.m[hook]; !newer {
+			la.m[hook] = a
+		}
+	}
+}
+
 // flushLatest hands the recorded attempts to the hook store.
 func (q *Queue) flushLatest() {
 	m := q.latest.take()
@@ -46,7 +61,10 @@ func (q *Queue) flushLatest() {
 		return
 	}
 	if b, ok := q.hooks.(attemptBatcher); ok {
-		b.RecordAttempts(m)
+		if err := b.RecordAttempts(m); err != nil {
+			q.opts.Logger.Error("record the hooks' latest attempts; trying again", "hooks", len(m), "err", err)
+			q.latest.putBack(m)
+		}
 		return
 	}
 	for hook, a := range m {

@@ -33,9 +33,10 @@ type Hooks interface {
 
 // attemptBatcher is a hook store that records the latest attempts of many
 // hooks in one write (hooks.Store does); the queue then hands it its batches
-// instead of calling RecordAttempt once per hook.
+// instead of calling RecordAttempt once per hook, and hands a batch that
+// failed again with the next.
 type attemptBatcher interface {
-	RecordAttempts(latest map[string]webhook.LatestAttempt)
+	RecordAttempts(latest map[string]webhook.LatestAttempt) error
 }
 
 // failureTracker is a hook store that follows each hook's run of failed
