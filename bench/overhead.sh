@@ -200,7 +200,7 @@ dups=$(receiver_stat duplicates)
 	echo "Code measured: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)${BASE:+; untapped-base: $BASE}."
 	echo
 	if [[ $PIN == 1 ]]; then
-		echo "CPU layout: wrk / bench/cmd/load and the receiver on CPUs $LOAD_CPUS; upstream, nginx ($NGINX_WORKERS workers) and both sidecars on CPUs $SUT_CPUS (Go: GOMAXPROCS $(cpuset_size "$SUT_CPUS"))."
+		echo "CPU layout: wrk / bench/cmd/load and the receiver on CPUs $LOAD_CPUS; upstream, nginx ($NGINX_WORKERS workers) and the sidecars on CPUs $SUT_CPUS (Go: GOMAXPROCS $(cpuset_size "$SUT_CPUS"))."
 	else
 		echo "CPU layout: no pinning; everything shares the $NCPU CPUs (nginx worker_processes auto)."
 	fi

@@ -5,7 +5,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SCRIPTS=(gobench overhead delivery backlog crash profile)
+SCRIPTS=(gobench overhead ws-memory delivery backlog crash profile)
 mkdir -p "$RESULTS"
 {
 	echo "## Machine"

@@ -5,6 +5,7 @@
 #   oceanhooks    the sidecar as shipped (proxy.transport: lean)
 #   stdlib        the sidecar with proxy.transport: stdlib (net/http's
 #                 transport, ReverseProxy's own copy loops)
+#   base          the sidecar built from git revision BASE, when BASE is set
 # to the fake upstream's /streaming, which echoes. Each connection sends one
 # message and gets it back, then stays open and idle. For each proxy, a fresh
 # process: its resident memory (VmRSS) before the connections and SETTLE
@@ -19,7 +20,8 @@
 # 100GiB: no limit), to see the memory without the collector pressed.
 #
 # Environment: CONNS (10000), SETTLE (10, seconds), DIAL_CONC (64,
-# connections being opened at a time), SIDECAR_GOMEMLIMIT (unset), PIN (1).
+# connections being opened at a time), SIDECAR_GOMEMLIMIT (unset), BASE
+# (unset), PIN (1).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -29,6 +31,13 @@ DIAL_CONC=${DIAL_CONC:-64}
 
 need
 build
+BASE=${BASE:-}
+if [[ -n $BASE ]]; then
+	log "building $BASE"
+	mkdir -p "$WORK/src-base"
+	git -C "$ROOT" archive "$BASE" | tar -x -C "$WORK/src-base"
+	(cd "$WORK/src-base" && go build -o "$BIN/oceanhooks-base" .)
+fi
 
 nofile=$(ulimit -n)
 if [[ $nofile != unlimited ]] && ((2 * CONNS + 64 > nofile)); then
@@ -71,6 +80,7 @@ EOF
 sidecar_config "$WORK/lean.yaml" "$PORT_SIDECAR" "$PORT_ADMIN" "$WORK/data-lean"
 sidecar_config "$WORK/stdlib.yaml" "$PORT_SIDECAR" "$PORT_ADMIN" "$WORK/data-stdlib" "proxy:
   transport: stdlib"
+sidecar_config "$WORK/base.yaml" "$PORT_SIDECAR" "$PORT_ADMIN" "$WORK/data-base"
 
 start upstream "${ON_SUT[@]}" "$BIN/upstream" -listen "127.0.0.1:$PORT_UPSTREAM"
 wait_port "$PORT_UPSTREAM"
@@ -105,15 +115,19 @@ worker=$(pgrep -P "$(pid_of nginx)" | head -n 1)
 measure nginx "$worker" "$PORT_NGINX"
 stop nginx
 
-for t in lean stdlib; do
-	start "sidecar-$t" env ${SIDECAR_GOMEMLIMIT:+GOMEMLIMIT=$SIDECAR_GOMEMLIMIT} "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/$t.yaml"
+sidecars=(lean stdlib)
+if [[ -n $BASE ]]; then sidecars+=(base); fi
+for t in "${sidecars[@]}"; do
+	bin=$BIN/oceanhooks
+	[[ $t == base ]] && bin=$BIN/oceanhooks-base
+	start "sidecar-$t" env ${SIDECAR_GOMEMLIMIT:+GOMEMLIMIT=$SIDECAR_GOMEMLIMIT} "${ON_SUT[@]}" "$bin" serve --config "$WORK/$t.yaml"
 	wait_port "$PORT_SIDECAR"
 	# One connection first, so that both sidecars start from a warm state.
 	start "warm-$t" "$BIN/wsload" -url "ws://127.0.0.1:$PORT_SIDECAR/streaming" -n 1 -label warm
 	for ((i = 0; i < 100; i++)); do grep -q '^{' "$WORK/warm-$t.log" && break; sleep 0.1; done
 	stop "warm-$t"
 	name=oceanhooks
-	[[ $t == stdlib ]] && name=stdlib
+	[[ $t != lean ]] && name=$t
 	measure "$name" "$(pid_of "sidecar-$t")" "$PORT_SIDECAR"
 	stop "sidecar-$t"
 done
@@ -121,7 +135,9 @@ done
 {
 	echo "## WebSocket memory"
 	echo
-	echo "Command: \`CONNS=$CONNS SETTLE=$SETTLE DIAL_CONC=$DIAL_CONC ${SIDECAR_GOMEMLIMIT:+SIDECAR_GOMEMLIMIT=$SIDECAR_GOMEMLIMIT }PIN=$PIN bench/ws-memory.sh\` ($(date -u +%Y-%m-%dT%H:%MZ))"
+	echo "Command: \`CONNS=$CONNS SETTLE=$SETTLE DIAL_CONC=$DIAL_CONC ${SIDECAR_GOMEMLIMIT:+SIDECAR_GOMEMLIMIT=$SIDECAR_GOMEMLIMIT }${BASE:+BASE=$BASE }PIN=$PIN bench/ws-memory.sh\` ($(date -u +%Y-%m-%dT%H:%MZ))"
+	echo
+	echo "Code measured: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)${BASE:+; base: $BASE}."
 	echo
 	echo "Each proxy a fresh process; VmRSS before the connections and ${SETTLE}s after the last one opened (each sent one message and got it back, then idle)."
 	echo
