@@ -1,12 +1,7 @@
 package hooks
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
 	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -144,57 +139,4 @@ func TestImportsAndTakeoverSurviveAReopen(t *testing.T) {
 	done, err = s2.TakenOver(bob)
 	require.NoError(t, err)
 	assert.False(t, done)
-}
-
-func TestOperatorImport(t *testing.T) {
-	s, _ := newStore(t)
-	srv := httptest.NewServer(s.OperatorHandler())
-	t.Cleanup(srv.Close)
-	post := func(body string) (int, string) {
-		t.Helper()
-		resp, err := http.Post(srv.URL+"/hooks", "application/json", bytes.NewReader([]byte(body)))
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		require.NoError(t, err)
-		return resp.StatusCode, string(b)
-	}
-	hooksJSON := `[{"oceanId":"` + oceanHookA + `","userId":"` + alice + `","name":"a","on":["note"],"url":"https://r.example/a","secret":"s","active":true,"latestSentAt":"2026-11-26T20:49:48.202Z","latestStatus":200},` +
-		`{"oceanId":"au1lb5cr9jzs0006","userId":"` + bob + `","name":"b","on":["follow"],"url":"https://r.example/b","secret":"","active":false,"latestSentAt":null,"latestStatus":null}]`
-
-	tests := []struct {
-		name, body string
-		status     int
-		want       string
-	}{
-		{"dry run", `{"dryRun":true,"hooks":` + hooksJSON + `}`, 200,
-			`{"results":[{"oceanId":"` + oceanHookA + `","outcome":"would import"},{"oceanId":"au1lb5cr9jzs0006","outcome":"would import"}]}`},
-		{"import", `{"hooks":` + hooksJSON + `}`, 200,
-			`{"results":[{"oceanId":"` + oceanHookA + `","hookId":"` + oceanHookA + `","outcome":"imported"},{"oceanId":"au1lb5cr9jzs0006","hookId":"au1lb5cr9jzs0006","outcome":"imported"}]}`},
-		{"again", `{"hooks":` + hooksJSON + `}`, 200,
-			`{"results":[{"oceanId":"` + oceanHookA + `","hookId":"` + oceanHookA + `","outcome":"already imported"},{"oceanId":"au1lb5cr9jzs0006","hookId":"au1lb5cr9jzs0006","outcome":"already imported"}]}`},
-		{"dry run after", `{"dryRun":true,"hooks":` + hooksJSON + `}`, 200,
-			`{"results":[{"oceanId":"` + oceanHookA + `","hookId":"` + oceanHookA + `","outcome":"already imported"},{"oceanId":"au1lb5cr9jzs0006","hookId":"au1lb5cr9jzs0006","outcome":"already imported"}]}`},
-		{"admin-only events are refused, nothing stored", `{"hooks":[{"oceanId":"au1lb5d59jzs0008","userId":"` + admin + `","name":"r","on":["note"],"url":"u","active":true},{"oceanId":"au1lb5d59jzs0009","userId":"` + admin + `","name":"r","on":["reportCreated"],"url":"u","active":true}]}`, 400,
-			`{"error":"hook au1lb5d59jzs0009 has event types oceanhooks does not send (reportCreated): leave it in Ocean"}`},
-		{"bad ids", `{"hooks":[{"oceanId":"x-y","userId":"` + admin + `","on":[]}]}`, 400,
-			`{"error":"hook \"x-y\" of user \"` + admin + `\": ids must be Ocean ids"}`},
-		{"unknown field", `{"hook":[]}`, 400, ``},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status, body := post(tt.body)
-			assert.Equal(t, tt.status, status, body)
-			if tt.want != "" {
-				assert.JSONEq(t, tt.want, body)
-			}
-		})
-	}
-	all, err := s.ListAll()
-	require.NoError(t, err)
-	require.Len(t, all, 2, "the refused requests stored nothing")
-	var latest struct{ LatestSentAt string }
-	b, _ := json.Marshal(viewOf(all[1]))
-	require.NoError(t, json.Unmarshal(b, &latest))
-	assert.Equal(t, "2026-11-26T20:49:48.202Z", latest.LatestSentAt)
 }

@@ -341,50 +341,6 @@ func TestNoResponseBodyFromAllowedPrivateAddress(t *testing.T) {
 	}
 }
 
-func TestOperatorHandler(t *testing.T) {
-	q, rc, srv := operatorWithDeadLetters(t, 2)
-
-	do := func(method, query, body string) (int, string) {
-		req, err := http.NewRequest(method, srv.URL+query, strings.NewReader(body))
-		require.NoError(t, err)
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	all := list(t, q, "h1")
-	cases := []struct {
-		name, method, query, body string
-		status                    int
-		want                      string
-	}{
-		{"list", "GET", "?webhookId=h1&limit=1", "", 200, mustJSON(t, all[:1])},
-		{"list paged", "GET", "?webhookId=h1&limit=1&untilId=" + all[0].ID, "", 200, mustJSON(t, all[1:])},
-		{"list every hook", "GET", "", "", 200, mustJSON(t, all)},
-		{"bad limit", "GET", "?limit=1000", "", 400, `{"error":"limit must be 1 to 100"}`},
-		{"redeliver unknown", "POST", "", `{"webhookId":"h1","deliveryId":"0000000000000000"}`, 404, `{"error":"no such delivery"}`},
-		{"redeliver without hook", "POST", "", `{}`, 400, `{"error":"body must be {\"webhookId\", \"deliveryId\"?}"}`},
-		{"redeliver one", "POST", "", `{"webhookId":"h1","deliveryId":"` + all[0].ID + `"}`, 200, `{"redelivered":1}`},
-		{"method", "DELETE", "", "", 405, `{"error":"method not allowed"}`},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			status, body := do(tc.method, tc.query, tc.body)
-			assert.Equal(t, tc.status, status)
-			assert.JSONEq(t, tc.want, body)
-		})
-	}
-	require.Eventually(t, func() bool { return rc.count() == 3 }, waitFor, tick)
-}
-
-func mustJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	require.NoError(t, err)
-	return string(b)
-}
-
 func TestMetrics(t *testing.T) {
 	clock := newFakeClock()
 	rc := newReceiver(t, always(http.StatusTeapot))

@@ -166,41 +166,6 @@ func TestAdminListenerRefusesForeignHosts(t *testing.T) {
 	}
 }
 
-func TestHostPolicy(t *testing.T) {
-	tests := []struct {
-		name     string
-		listen   string
-		bound    *net.TCPAddr
-		accepted []string
-		refused  []string
-	}{
-		{"loopback", "127.0.0.1:9464", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9464},
-			[]string{"127.0.0.1:9464", "localhost:9464", "[::ffff:127.0.0.1]:9464"},
-			[]string{"127.0.0.2:9464", "[::1]:9464", "10.0.0.1:9464", "attacker.example:9464", "localhost:80", ""}},
-		{"every address", ":9464", &net.TCPAddr{IP: net.IPv6unspecified, Port: 9464},
-			[]string{"10.1.2.3:9464", "[fd00::1]:9464", "localhost:9464", "127.0.0.1:9464"},
-			[]string{"oceanhooks:9464", "10.1.2.3:80", "attacker.example:9464"}},
-		{"a named address", "admin.internal:9464", &net.TCPAddr{IP: net.IPv4(10, 0, 0, 5), Port: 9464},
-			[]string{"admin.internal:9464", "10.0.0.5:9464", "Admin.Internal:9464"},
-			[]string{"localhost:9464", "10.0.0.6:9464", "admin.internal:9465"}},
-		{"port 80 may be left out", "127.0.0.1:80", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80},
-			[]string{"127.0.0.1", "localhost", "localhost:80"},
-			[]string{"localhost:8080", "attacker.example"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p, err := newHostPolicy(tt.listen, tt.bound, nil)
-			require.NoError(t, err)
-			for _, h := range tt.accepted {
-				assert.True(t, p.accepts(h), "accepts %q", h)
-			}
-			for _, h := range tt.refused {
-				assert.False(t, p.accepts(h), "refuses %q", h)
-			}
-		})
-	}
-}
-
 func TestAdminListenerRefusesCrossOriginRequests(t *testing.T) {
 	r := start(t, testConfig(t, okUpstream(t)))
 	token := r.adminToken(t)

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/oceanhooks/oceanhooks/admin"
 	"github.com/oceanhooks/oceanhooks/config"
 	"github.com/oceanhooks/oceanhooks/confirm"
 	"github.com/oceanhooks/oceanhooks/hooks"
@@ -67,6 +68,7 @@ type Server struct {
 	proxy          *proxy.Proxy
 	merger         *confirm.Merger    // nil without the event stream
 	stream         *stream.Subscriber // nil without the event stream
+	console        *admin.Admin       // the admin listener's routes and dashboard
 
 	mainLn, adminLn net.Listener
 	main, admin     *http.Server
@@ -142,7 +144,9 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 			"file", cfg.AdminTokenPath(), "token", token)
 	}
 	if s.hooks, err = hooks.Open(s.db, hooks.Options{
-		Logger: logger.With("component", "hooks"),
+		Logger:       logger.With("component", "hooks"),
+		DisableAfter: cfg.Delivery.DisableAfter.D(),
+		Registerer:   s.reg,
 	}); err != nil {
 		return nil, fmt.Errorf("open hooks: %w", err)
 	}
@@ -254,8 +258,20 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 		return nil, fmt.Errorf("admin listen: %w", err)
 	}
-	guard, err := newAdminGuard(cfg, token, s.adminLn.Addr())
-	if err != nil {
+	if s.console, err = admin.New(admin.Options{
+		Token:          token,
+		Listen:         cfg.AdminListen,
+		Bound:          s.adminLn.Addr(),
+		AllowedHosts:   cfg.Admin.AllowedHosts,
+		MetricsPublic:  cfg.Admin.MetricsPublic,
+		Registry:       s.reg,
+		Hooks:          s.hooks,
+		Deliveries:     s.queue,
+		Ready:          s.ready,
+		WhileStoreOpen: s.whileStoreOpen,
+		DisableAfter:   cfg.Delivery.DisableAfter.D(),
+		Logger:         logger.With("component", "admin"),
+	}); err != nil {
 		return nil, err
 	}
 	httpLog := slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn)
@@ -266,7 +282,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 		ErrorLog:          httpLog,
 	}
 	s.admin = &http.Server{
-		Handler:           s.adminHandler(guard),
+		Handler:           s.console.Handler(),
 		ReadHeaderTimeout: ReadHeaderTimeout,
 		IdleTimeout:       IdleTimeout,
 		ErrorLog:          httpLog,
@@ -346,6 +362,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.shutdownHTTP()
 		return nil
 	})
+	g.Go(func() error { return s.console.Run(gctx) })
 	if s.stream != nil {
 		g.Go(func() error { return s.stream.Run(gctx) })
 		g.Go(func() error { return s.merger.Run(gctx) })
