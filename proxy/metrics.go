@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -123,14 +124,35 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // an array index and an atomic add.
 func (m *metrics) route(label string, tap *Tap) *route {
 	rt := &route{label: label, tap: tap, duration: m.duration.WithLabelValues(label)}
+	if tap != nil {
+		rt.tappedBy = new(tappedCounters)
+	}
 	for i, class := range statusClasses {
 		rt.requests[i] = m.requests.WithLabelValues(label, class)
 	}
 	return rt
 }
 
-func (m *metrics) tapped(endpoint string, status int) {
-	m.tappedCalls.WithLabelValues(endpoint, strconv.Itoa(status)).Inc()
+// tappedCounters holds a tapped route's child of
+// oceanhooks_proxy_tapped_total for each status code from 100 to 599, each
+// resolved the first time the code is seen.
+type tappedCounters [500]atomic.Pointer[prometheus.Counter]
+
+// tapped counts a tapped call's upstream status; after the first call with a
+// status, counting it is an array index and an atomic add.
+func (m *metrics) tapped(rt *route, status int) {
+	if status < 100 || status > 599 {
+		m.tappedCalls.WithLabelValues(rt.label, strconv.Itoa(status)).Inc()
+		return
+	}
+	slot := &rt.tappedBy[status-100]
+	if c := slot.Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	c := m.tappedCalls.WithLabelValues(rt.label, strconv.Itoa(status))
+	slot.Store(&c)
+	c.Inc()
 }
 
 func (m *metrics) tapFailure(endpoint, stage string) {

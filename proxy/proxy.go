@@ -141,6 +141,7 @@ type route struct {
 	tap      *Tap
 	requests [numStatusClasses]prometheus.Counter
 	duration prometheus.Observer
+	tappedBy *tappedCounters // a tapped endpoint's counters by upstream status
 }
 
 // New checks opts and builds a Proxy.

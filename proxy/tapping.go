@@ -129,7 +129,7 @@ func (p *Proxy) inspectResponse(res *http.Response) error {
 		return nil
 	}
 	label := st.rt.label
-	p.m.tapped(label, res.StatusCode)
+	p.m.tapped(st.rt, res.StatusCode)
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		return nil
 	}
