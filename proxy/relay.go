@@ -71,14 +71,14 @@ func (c *upgradedConn) startRelay(body *upgradeBody) {
 }
 
 // run copies one direction; at src's end it half-closes dst, as
-// ReverseProxy does. The connection is closed on either side's failure, or
-// once both directions ended.
+// ReverseProxy does. The connection is closed on either side's failure (a
+// side that cannot be half-closed included), or once both directions ended.
 func (r *relay) run(src net.Conn, rest []byte, dst io.Writer, halfClose func() error) {
 	err := pump(src, rest, dst, &r.client.u.buffers)
 	if err == nil {
 		err = halfClose()
 	}
-	if r.pending.Add(-1) == 0 || (err != nil && !errors.Is(err, errors.ErrUnsupported)) {
+	if err != nil || r.pending.Add(-1) == 0 {
 		r.shut()
 	}
 }
