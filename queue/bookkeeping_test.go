@@ -200,8 +200,9 @@ func TestReadsAheadAndSeeks(t *testing.T) {
 	require.Eventually(t, func() bool { return rc.count() == n }, waitFor, tick)
 	assert.LessOrEqual(t, q.reads.Load(), int64(n/readAhead+3), "read ahead, not per delivery")
 	q.mu.Lock()
-	from := st.from
+	from, buffered := st.from, q.buffered
 	q.mu.Unlock()
+	assert.Zero(t, buffered, "nothing is held read ahead once all is delivered")
 	assert.Greater(t, string(from), string(newest), "the next read starts past every delivered key")
 }
 

@@ -113,6 +113,9 @@ func (q *Queue) dispatch(ctx context.Context, attempts *sync.WaitGroup) {
 		if len(got) == 0 {
 			st.reading = true
 			from, want := st.from, readAhead-len(st.buf)
+			if q.buffered >= maxReadAhead {
+				want = n
+			}
 			q.mu.Unlock()
 			refs, next, after, err := q.readReady(st.hook, from, now, want)
 			q.mu.Lock()
@@ -137,6 +140,7 @@ func (q *Queue) takeLocked(st *hookState, now int64, n int) []*lease {
 	for len(got) < n && len(st.buf) > 0 && st.buf[0].due <= now {
 		r := st.buf[0]
 		st.buf = st.buf[1:]
+		q.buffered--
 		if _, leased := q.leases[r.id]; leased {
 			continue
 		}
@@ -164,6 +168,7 @@ func (q *Queue) mergeReadLocked(st *hookState, refs []readyRef, next int64, afte
 		for _, r := range refs {
 			if _, leased := q.leases[r.id]; !leased {
 				st.buf = append(st.buf, r)
+				q.buffered++
 			}
 		}
 		st.from, st.diskNext = after, next

@@ -189,6 +189,9 @@ func (q *Queue) step(hook string, jb job) error {
 			return err
 		}
 		if done {
+			q.mu.Lock()
+			q.forgetLocked(hook)
+			q.mu.Unlock()
 			q.opts.Logger.Info("removed the deliveries of a deleted hook", "hook", hook)
 		} else {
 			q.opts.Logger.Debug("removing the deliveries of a deleted hook", "hook", hook, "batch", n)

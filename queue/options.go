@@ -88,10 +88,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// MemoryBudget is the resident memory the process should stay within
 	// (0: no bound kept by the queue). Run then checks the process's
-	// resident set every second and, when it is above the budget, asks the
-	// kernel to drop the pages of the store's memory-mapped table and
-	// value-log files from it (madvise MADV_PAGEOUT: they are read from
-	// disk again when needed). Open the database with BadgerOptionsWithin
+	// resident set every 100 ms and, when it is above five eighths of the
+	// budget, asks the kernel to drop the pages of the store's memory-mapped
+	// table and value-log files from it (madvise MADV_PAGEOUT: they are read
+	// from disk again when needed). Open the database with BadgerOptionsWithin
 	// and set the Go limit to GoMemoryLimit of the same budget.
 	MemoryBudget int64
 	// Now and Rand are the clock and the jitter source (defaults: time.Now and

@@ -60,13 +60,15 @@ type Queue struct {
 	m       *metrics
 
 	mu       sync.Mutex
-	sched    map[string]*hookState // hooks with ready or in-flight work
-	due      dueHeap               // those with a due delivery and a free slot
-	leases   map[string]*lease     // by delivery id
-	leasesOf map[string]int        // leases per hook
-	busy     int                   // attempts in flight, all hooks
-	heldFrom []byte                // Settle's next scan of the hold index starts here
-	rnd      *rand.Rand            // opts.Rand, used under mu
+	sched    map[string]*hookState  // hooks with ready or in-flight work
+	due      dueHeap                // those with a due delivery and a free slot
+	leases   map[string]*lease      // by delivery id
+	leasesOf map[string]int         // leases per hook
+	resume   map[string]resumePoint // where idle hooks' next reads start
+	busy     int                    // attempts in flight, all hooks
+	buffered int                    // read-ahead refs held by all hooks
+	heldFrom []byte                 // Settle's next scan of the hold index starts here
+	rnd      *rand.Rand             // opts.Rand, used under mu
 
 	wake    chan struct{} // a new due delivery or a freed slot
 	running atomic.Bool
@@ -128,6 +130,7 @@ func Open(db *badger.DB, hooks Hooks, opts Options) (*Queue, error) {
 		sched:    make(map[string]*hookState),
 		leases:   make(map[string]*lease),
 		leasesOf: make(map[string]int),
+		resume:   make(map[string]resumePoint),
 		rnd:      opts.Rand,
 		wake:     make(chan struct{}, 1),
 	}

@@ -20,8 +20,14 @@ import (
 // from (a lease returned, a redelivery in the same millisecond as a read) is
 // put in buf by notify; one at or after from is found by the next read.
 
-// readAhead is how many due ready keys one read of a hook's index takes.
-const readAhead = 64
+// readAhead is how many due ready keys one read of a hook's index takes,
+// while all hooks together hold fewer than maxReadAhead; beyond that a read
+// takes only what the hook has slots for, so that many hooks with a backlog
+// cost memory by the worker, not by the hook.
+const (
+	readAhead    = 64
+	maxReadAhead = 1 << 16
+)
 
 // readyRef is one ready key: its due time and delivery id.
 type readyRef struct {
@@ -58,14 +64,15 @@ func (st *hookState) next() int64 {
 }
 
 // insert puts r in buf in order (once) and keeps buf within readAhead: what
-// falls off the end is read again from disk later.
-func (st *hookState) insert(r readyRef) {
+// falls off the end is read again from disk later. It returns how much buf
+// grew.
+func (st *hookState) insert(r readyRef) int {
 	i := 0
 	for i < len(st.buf) && st.buf[i].less(r) {
 		i++
 	}
 	if i < len(st.buf) && st.buf[i] == r {
-		return
+		return 0
 	}
 	st.buf = append(st.buf, readyRef{})
 	copy(st.buf[i+1:], st.buf[i:])
@@ -76,7 +83,9 @@ func (st *hookState) insert(r readyRef) {
 		st.from = last.key(st.hook)
 		st.diskNext = min(st.diskNext, last.due)
 		st.caughtUp = false
+		return 0
 	}
+	return 1
 }
 
 // dueHeap orders hooks with work and a free slot by their next due time.
@@ -102,15 +111,31 @@ func (h *dueHeap) Pop() any {
 	return st
 }
 
+// resumePoint is where the next read of an idle hook's ready index starts:
+// kept when its state is dropped, so that the hook's next delivery does not
+// scan the deletion markers of every key it ever had (memory grows with the
+// hooks that had work, not with their backlog).
+type resumePoint struct {
+	from     []byte
+	caughtUp bool
+}
+
 // stateLocked is hook's state, made when missing.
 func (q *Queue) stateLocked(hook string) *hookState {
 	st := q.sched[hook]
 	if st == nil {
 		st = &hookState{hook: hook, diskNext: noDue, pos: -1}
+		if r, ok := q.resume[hook]; ok {
+			st.from, st.caughtUp = r.from, r.caughtUp
+			delete(q.resume, hook)
+		}
 		q.sched[hook] = st
 	}
 	return st
 }
+
+// forgetLocked drops what is kept of a hook whose deliveries are all gone.
+func (q *Queue) forgetLocked(hook string) { delete(q.resume, hook) }
 
 // placeLocked puts st where it belongs: in the heap when it has work and a
 // free slot, out of it otherwise; a hook with nothing at all is forgotten.
@@ -126,6 +151,9 @@ func (q *Queue) placeLocked(st *hookState) {
 	}
 	if st.next() == noDue && st.inflight == 0 && !st.reading && q.leasesOf[st.hook] == 0 {
 		delete(q.sched, st.hook)
+		if st.from != nil {
+			q.resume[st.hook] = resumePoint{from: st.from, caughtUp: st.caughtUp}
+		}
 	}
 }
 
@@ -140,13 +168,13 @@ func (q *Queue) notifyLocked(hook string, due int64, id string) {
 	switch {
 	case st.from != nil && bytes.Compare(k, st.from) < 0:
 		if _, leased := q.leases[id]; !leased {
-			st.insert(r)
+			q.buffered += st.insert(r)
 		}
 	case st.caughtUp && !st.reading:
 		// Nothing on disk at or after from but what is notified: take
 		// the key as it comes, without reading it back.
 		st.from = append(k, 0)
-		st.insert(r)
+		q.buffered += st.insert(r)
 	default:
 		st.diskNext = min(st.diskNext, due)
 	}

@@ -9,8 +9,9 @@ import (
 const trimEvery = 100 * time.Millisecond
 
 // keepWithinBudget drops the store's mapped file pages from the resident
-// set whenever it is above three quarters of Options.MemoryBudget, until
-// ctx ends (see Options.MemoryBudget).
+// set whenever it is above five eighths of Options.MemoryBudget, until ctx
+// ends (see Options.MemoryBudget). The margin is for what a compaction maps
+// between two checks.
 func (q *Queue) keepWithinBudget(ctx context.Context) {
 	budget := q.opts.MemoryBudget
 	if budget <= 0 {
@@ -26,7 +27,7 @@ func (q *Queue) keepWithinBudget(ctx context.Context) {
 		case <-t.C:
 		}
 		rss, err := residentBytes()
-		if err == nil && rss <= budget*3/4 {
+		if err == nil && rss <= budget*5/8 {
 			continue
 		}
 		if err == nil {
