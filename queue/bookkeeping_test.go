@@ -204,6 +204,24 @@ func TestReadsAheadAndSeeks(t *testing.T) {
 	q.mu.Unlock()
 	assert.Zero(t, buffered, "nothing is held read ahead once all is delivered")
 	assert.Greater(t, string(from), string(newest), "the next read starts past every delivered key")
+
+	// Idle, the hook's state is dropped but where its reads start is kept:
+	// its next delivery is taken as stored, without a read from the index's
+	// start (over the deletion markers of all it delivered).
+	require.Eventually(t, func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.sched["h1"] == nil
+	}, waitFor, tick)
+	q.mu.Lock()
+	kept := q.resume["h1"]
+	q.mu.Unlock()
+	assert.Equal(t, from, kept.from)
+	assert.True(t, kept.caughtUp)
+	reads := q.reads.Load()
+	enqueue(t, q, event("u1", "note", `{}`))
+	require.Eventually(t, func() bool { return rc.count() == n+1 }, waitFor, tick)
+	assert.Equal(t, reads, q.reads.Load(), "no read of the index for a caught-up hook's new delivery")
 }
 
 // TestEarliestDueHookFirst: with one worker, hooks are served in the order
