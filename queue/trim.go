@@ -9,9 +9,10 @@ import (
 const trimEvery = 100 * time.Millisecond
 
 // keepWithinBudget drops the store's mapped file pages from the resident
-// set whenever it is above five eighths of Options.MemoryBudget, until ctx
-// ends (see Options.MemoryBudget). The margin is for what a compaction maps
-// between two checks.
+// set whenever it is above five eighths of Options.MemoryBudget and those
+// pages are an eighth of the budget or more (dropping fewer would gain
+// little and cost reads), until ctx ends (see Options.MemoryBudget). The
+// margin is for what a compaction maps between two checks.
 func (q *Queue) keepWithinBudget(ctx context.Context) {
 	budget := q.opts.MemoryBudget
 	if budget <= 0 {
@@ -26,8 +27,8 @@ func (q *Queue) keepWithinBudget(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		rss, err := residentBytes()
-		if err == nil && rss <= budget*5/8 {
+		rss, file, err := residentBytes()
+		if err == nil && (rss <= budget*5/8 || file < budget/8) {
 			continue
 		}
 		if err == nil {

@@ -18,21 +18,24 @@ import (
 // from its file when touched again), unlike MADV_DONTNEED.
 const madvPageout = 21
 
-// residentBytes is the process's resident set (VmRSS).
-func residentBytes() (int64, error) {
+// residentBytes is the process's resident set (VmRSS) and the part of it
+// that is file-backed or shared.
+func residentBytes() (rss, file int64, err error) {
 	b, err := os.ReadFile("/proc/self/statm")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0, fmt.Errorf("statm: %q", b)
+	if len(f) < 3 {
+		return 0, 0, fmt.Errorf("statm: %q", b)
 	}
-	pages, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("statm: %w", err)
+	pages, err1 := strconv.ParseInt(f[1], 10, 64)
+	shared, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, 0, fmt.Errorf("statm: %w", err)
 	}
-	return pages * int64(os.Getpagesize()), nil
+	size := int64(os.Getpagesize())
+	return pages * size, shared * size, nil
 }
 
 // pageOutStore asks the kernel to drop from the resident set the pages of
