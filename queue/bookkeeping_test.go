@@ -28,7 +28,9 @@ func TestOutcomesShareCommits(t *testing.T) {
 	for i := range 8 {
 		hooks.add("h"+strconv.Itoa(i), "u1", rc.URL, "", "note")
 	}
-	q := openQueue(t, openDB(t, ""), hooks, testOptions(nil))
+	opts := testOptions(nil)
+	opts.Workers = 1 // one attempt at a time: outcomes do not pile up behind a commit by themselves
+	q := openQueue(t, openDB(t, ""), hooks, opts)
 	events := make([]webhook.Event, n/8)
 	for i := range events {
 		events[i] = event("u1", "note", `{}`)
@@ -39,7 +41,7 @@ func TestOutcomesShareCommits(t *testing.T) {
 	require.Eventually(t, func() bool { return rc.count() == n && q.leased.Load() == 0 }, waitFor, tick)
 	rounds := q.commits.rounds.Load() - before
 	t.Logf("%d deliveries, %d commits", n, rounds)
-	assert.Less(t, rounds, int64(n/8), "outcomes share commits")
+	assert.Less(t, rounds, int64(n/4), "outcomes share commits")
 	assert.Empty(t, keysWithPrefix(t, q, pLease), "leases are never written")
 	for i := range 8 {
 		for _, d := range list(t, q, "h"+strconv.Itoa(i)) {
