@@ -270,7 +270,7 @@ type Store struct {
 	// files are sized from it, Go's soft memory limit is set to half of it
 	// (unless GOMEMLIMIT is set in the environment), and the pages of the
 	// store's mapped files are dropped from memory when the resident set
-	// passes three quarters of it. At least 64MiB. Default 192MiB.
+	// passes five eighths of it. At least 64MiB. Default 192MiB.
 	MemoryBudget ByteSize `yaml:"memoryBudget"`
 }
 
