@@ -20,6 +20,8 @@
 #            hooks, HISTORY/100 calls, all delivered and kept, as
 #            delivery.retention keeps them)
 #
+# Besides lib.sh's ports it uses PORT_BASE+13 (a second fake upstream).
+#
 # Environment: BASE (e0e2ca0, the last commit before group commit; empty:
 # the working tree only), ROUNDS (3), DURATION (5), CONNS (64), RATE (1000),
 # CPU_RATE (500), CPU_SECONDS (20), HISTORY (1000000; 0: skip), PIN (1).
@@ -35,7 +37,7 @@ CPU_RATE=${CPU_RATE:-500}
 CPU_SECONDS=${CPU_SECONDS:-20}
 HISTORY=${HISTORY:-1000000}
 ((HISTORY % 100 == 0)) || die "HISTORY must be a multiple of 100"
-PORT_UPSTREAM_M=18320 # the upstream whose notes mention the next user
+PORT_UPSTREAM_M=$((PORT_BASE + 13)) # the upstream whose notes mention the next user
 
 need
 build

@@ -85,9 +85,9 @@ BIN_BASE=$WORK/bin-base
 build_base() {
 	log "building $1 into $BIN_BASE"
 	mkdir -p "$BIN_BASE"
-	git -C "$ROOT" worktree add --detach -q "$WORK/base-src" "$1"
+	mkdir -p "$WORK/base-src"
+	git -C "$ROOT" archive "$1" | tar -x -C "$WORK/base-src" # the clone is left alone
 	(cd "$WORK/base-src" && go build -o "$BIN_BASE/oceanhooks" . && go build -o "$BIN_BASE/" ./bench/cmd/...)
-	git -C "$ROOT" worktree remove --force "$WORK/base-src"
 }
 
 # CPU layout. PIN=1 (default): the load generator and the receiver (the
