@@ -1,0 +1,76 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Backoff between attempts to (re)establish Listen's connection.
+const (
+	listenRetryMin = 100 * time.Millisecond
+	listenRetryMax = 5 * time.Second
+)
+
+// Listen listens on channels (names from Channel) on a connection of its own
+// until ctx ends, and returns nil then. After every (re)connect, once LISTEN
+// is in place and before any notification is handed on, it calls onConnect:
+// notifications sent while it was disconnected are lost, and onConnect is
+// where the caller reloads what they would have told. onNotify gets every
+// notification, one at a time, in order. A lost connection or a failed
+// onConnect is logged and retried with backoff; Connected tells whether it is
+// listening now.
+func (db *DB) Listen(ctx context.Context, channels []string, onConnect func(ctx context.Context) error, onNotify func(channel, payload string)) error {
+	wait := listenRetryMin
+	for {
+		err := db.listenOnce(ctx, channels, onConnect, onNotify, func() { wait = listenRetryMin })
+		db.listening.Store(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		db.log.Warn("postgres: listening for changes failed; retrying", "server", db.Server(), "retry_in", wait.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, listenRetryMax)
+	}
+}
+
+func (db *DB) listenOnce(ctx context.Context, channels []string, onConnect func(context.Context) error, onNotify func(string, string), connected func()) error {
+	conn, err := pgx.ConnectConfig(ctx, db.cfg.ConnConfig)
+	if err != nil {
+		return fmt.Errorf("connect: %w", redact(err, db.cfg))
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, ch := range channels {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+			return fmt.Errorf("listen %s: %w", ch, err)
+		}
+	}
+	if onConnect != nil {
+		if err := onConnect(ctx); err != nil {
+			return fmt.Errorf("reload after connecting: %w", err)
+		}
+	}
+	db.listening.Store(true)
+	connected()
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return err
+			}
+			return fmt.Errorf("wait for notifications: %w", redact(err, db.cfg))
+		}
+		onNotify(n.Channel, n.Payload)
+	}
+}
+
+// Connected reports whether Listen is connected and listening now (false
+// before Listen was called, while it reconnects, and after it returned).
+func (db *DB) Connected() bool { return db.listening.Load() }
