@@ -37,6 +37,8 @@ const (
 	DefaultDeadLetterTTL       = 7 * 24 * time.Hour
 	DefaultDisableAfter        = 5 * 24 * time.Hour
 	DefaultGCInterval          = 5 * time.Minute
+	DefaultStoreBackend        = BackendBadger
+	DefaultPostgresSchema      = "oceanhooks"
 	DefaultMemoryBudget        = 192 << 20 // bytes (192 MiB)
 	DefaultObserveTimeout      = 10 * time.Second
 	DefaultConfirmWindow       = 5 * time.Second
@@ -261,8 +263,14 @@ type Delivery struct {
 	AllowedPrivateNetworks []string `yaml:"allowedPrivateNetworks"`
 }
 
-// Store configures the embedded store in DataDir.
+// Store configures where hooks and the delivery queue are kept.
 type Store struct {
+	// Backend is badger (the embedded store in DataDir, for one process) or
+	// postgres (a PostgreSQL database that several sidecars share). Default
+	// badger.
+	Backend string `yaml:"backend"`
+	// Postgres configures the postgres backend.
+	Postgres Postgres `yaml:"postgres"`
 	// GCInterval is how often the value log is garbage-collected. Default 5m.
 	GCInterval Duration `yaml:"gcInterval"`
 	// MemoryBudget is the resident memory, in bytes, the process is sized to
@@ -272,6 +280,26 @@ type Store struct {
 	// store's mapped files are dropped from memory when the resident set
 	// passes five eighths of it. At least 64MiB. Default 192MiB.
 	MemoryBudget ByteSize `yaml:"memoryBudget"`
+}
+
+// The values of store.backend.
+const (
+	BackendBadger   = "badger"
+	BackendPostgres = "postgres"
+)
+
+// Postgres configures the PostgreSQL store (store.backend: postgres).
+type Postgres struct {
+	// URL is the server and database: a libpq URL
+	// (postgres://user:password@host:5432/db?sslmode=verify-full) or a
+	// key=value DSN. Set it through OCEANHOOKS_STORE_POSTGRES_URL to keep the
+	// password out of the file. Required for the postgres backend; never
+	// logged. Default empty.
+	URL string `yaml:"url"`
+	// Schema holds every table of the store, so it can share Ocean's
+	// database or use one of its own; created by the migrations if missing.
+	// A lower-case identifier. Default oceanhooks.
+	Schema string `yaml:"schema"`
 }
 
 // Default returns the configuration used when nothing is set.
@@ -320,6 +348,7 @@ func Default() Config {
 			DisableAfter:           Duration(DefaultDisableAfter),
 			AllowedPrivateNetworks: []string{},
 		},
-		Store: Store{GCInterval: Duration(DefaultGCInterval), MemoryBudget: DefaultMemoryBudget},
+		Store: Store{Backend: DefaultStoreBackend, Postgres: Postgres{Schema: DefaultPostgresSchema},
+			GCInterval: Duration(DefaultGCInterval), MemoryBudget: DefaultMemoryBudget},
 	}
 }

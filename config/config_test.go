@@ -107,7 +107,7 @@ func TestEveryFieldIsDocumented(t *testing.T) {
 	fset := token.NewFileSet()
 	f, err := parser.ParseFile(fset, "config.go", nil, parser.ParseComments)
 	require.NoError(t, err)
-	sections := map[string]bool{"Ocean": true, "Redis": true, "Admin": true, "Log": true, "Proxy": true, "Auth": true, "Events": true, "Hooks": true, "Delivery": true, "Store": true}
+	sections := map[string]bool{"Ocean": true, "Redis": true, "Admin": true, "Log": true, "Proxy": true, "Auth": true, "Events": true, "Hooks": true, "Delivery": true, "Store": true, "Postgres": true}
 	checked := 0
 	ast.Inspect(f, func(n ast.Node) bool {
 		ts, ok := n.(*ast.TypeSpec)
@@ -332,6 +332,11 @@ func TestValidate(t *testing.T) {
 		{"negative grace", func(c *Config) { c.ShutdownGrace = -1 }, "shutdownGrace", "positive duration"},
 		{"zero gc interval", func(c *Config) { c.Store.GCInterval = 0 }, "store.gcInterval", "positive duration"},
 		{"memory budget too small", func(c *Config) { c.Store.MemoryBudget = 32 << 20 }, "store.memoryBudget", "at least 64MiB"},
+		{"unknown store backend", func(c *Config) { c.Store.Backend = "sqlite" }, "store.backend", "badger or postgres"},
+		{"postgres without a URL", func(c *Config) { c.Store.Backend = BackendPostgres }, "store.postgres.url", "must be set"},
+		{"postgres schema that needs quoting", func(c *Config) {
+			c.Store.Backend, c.Store.Postgres.URL, c.Store.Postgres.Schema = BackendPostgres, "postgres://db/ocean", "Ocean-Hooks"
+		}, "store.postgres.schema", "lower-case identifier"},
 		{"cap below base", func(c *Config) { c.Delivery.BackoffCap = Duration(time.Second) }, "delivery.backoffCap", "at least delivery.backoffBase"},
 		{"no workers", func(c *Config) { c.Delivery.Workers = 0 }, "delivery.workers", "at least 1"},
 		{"negative disableAfter", func(c *Config) { c.Delivery.DisableAfter = Duration(-time.Hour) }, "delivery.disableAfter", "0 (never) or a positive duration"},
@@ -408,6 +413,12 @@ func TestPrecedence(t *testing.T) {
 			assert.Equal(t, "/etc/token", c.Admin.TokenFile, "flag beats env")
 			assert.True(t, c.Admin.MetricsPublic)
 			assert.Equal(t, []string{"oceanhooks", "prom.internal:9464"}, c.Admin.AllowedHosts)
+		}},
+		{"env sets the PostgreSQL store", []string{"OCEANHOOKS_STORE_BACKEND=postgres", "OCEANHOOKS_STORE_POSTGRES_URL=postgres://oh:pw@db:5432/ocean"}, nil, func(t *testing.T, c Config) {
+			assert.Equal(t, BackendPostgres, c.Store.Backend)
+			assert.Equal(t, "postgres://oh:pw@db:5432/ocean", c.Store.Postgres.URL)
+			assert.Equal(t, DefaultPostgresSchema, c.Store.Postgres.Schema, "the default schema")
+			assert.Equal(t, BackendBadger, Default().Store.Backend, "badger by default")
 		}},
 		{"env switches the takeover of Ocean's hooks off", []string{"OCEANHOOKS_HOOKS_TAKE_OVER_NATIVE=false"}, nil, func(t *testing.T, c Config) {
 			assert.False(t, c.Hooks.TakeOverNative)

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/oceanhooks/oceanhooks/pgstore"
 )
 
 // validate returns every problem with c, keyed by dotted key.
@@ -38,6 +40,18 @@ func (c Config) validate() []Problem {
 	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		bad("dataDir", "must not be empty")
+	}
+	switch c.Store.Backend {
+	case BackendBadger:
+	case BackendPostgres:
+		if strings.TrimSpace(c.Store.Postgres.URL) == "" {
+			bad("store.postgres.url", "must be set for the postgres backend (or OCEANHOOKS_STORE_POSTGRES_URL)")
+		}
+		if !pgstore.ValidSchema(c.Store.Postgres.Schema) {
+			bad("store.postgres.schema", "must be a lower-case identifier (letters, digits, _; at most 63 bytes), got %q", c.Store.Postgres.Schema)
+		}
+	default:
+		bad("store.backend", "must be badger or postgres, got %q", c.Store.Backend)
 	}
 	if c.Store.MemoryBudget < 64<<20 {
 		bad("store.memoryBudget", "must be at least 64MiB, got %d bytes", int64(c.Store.MemoryBudget))
