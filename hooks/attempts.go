@@ -1,16 +1,14 @@
 package hooks
 
 import (
-	"errors"
 	"fmt"
-
-	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
 
 // RecordAttempts sets latestSentAt/latestStatus of many hooks in one
-// transaction (one commit, one sync on a database opened with SyncWrites),
+// transaction (one commit: on Badger one sync on a database opened with
+// SyncWrites; on PostgreSQL a commit that does not wait for its WAL flush),
 // serialised with the store's other writes like RecordAttempt: the queue
 // hands its attempts over in batches this way, so a burst of deliveries
 // costs one write per batch rather than one per attempt. It also stores each
@@ -21,27 +19,14 @@ func (s *Store) RecordAttempts(latest map[string]webhook.LatestAttempt) error {
 	if len(latest) == 0 {
 		return nil
 	}
+	stamps := make(map[string]stamp, len(latest))
+	for id, a := range latest {
+		since, n := s.failing.of(id)
+		stamps[id] = stamp{at: a.At.UTC(), status: a.Status, withRun: true, failingSince: since, failures: n}
+	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	err := s.update(func(txn *badger.Txn) error {
-		for id, a := range latest {
-			h, err := get(txn, id)
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			at, status := a.At.UTC(), a.Status
-			h.LatestSentAt, h.LatestStatus = &at, &status
-			h.FailingSince, h.Failures = s.failing.of(id)
-			if err := put(txn, h); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.be.stamp(stamps); err != nil {
 		return fmt.Errorf("hooks: record attempts: %w", err)
 	}
 	return nil

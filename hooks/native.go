@@ -3,17 +3,16 @@ package hooks
 import (
 	"errors"
 	"fmt"
-	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/oceanhooks/oceanhooks/ocean"
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
 
 // Hooks that already exist in Ocean ("native" hooks) come into the store
-// through Import, once each: the key h/native/<userID>/<oceanID> is written
-// in the same transaction as the hook and outlives it, so a second import of
+// through Import, once each: the record of the import (the key
+// h/native/<userID>/<oceanID> in Badger, a row of hook_imports in
+// PostgreSQL) is written in the same transaction as the hook and outlives
+// it, so a second import of
 // the same Ocean hook (a repeated takeover, a crash between importing and
 // switching Ocean's copy off, `oceanhooks import` run again, a hook its owner
 // deleted since) stores nothing.
@@ -60,29 +59,9 @@ func (s *Store) Import(h Hook) (id string, imported bool, err error) {
 		h.LatestSentAt = &at
 	}
 	s.writeMu.Lock()
-	err = s.update(func(txn *badger.Txn) error {
-		imported = false
-		earlier, found, err := nativeHookID(txn, h.UserID, h.NativeID)
-		if err != nil || found {
-			id = earlier
-			return err
-		}
-		h.ID = h.NativeID
-		if _, err := txn.Get(keyHook(h.ID)); err == nil {
-			h.ID = s.ids.Next(s.now())
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
-		}
-		if err := put(txn, h); err != nil {
-			return err
-		}
-		if err := txn.Set(keyUser(h.UserID, h.ID), nil); err != nil {
-			return err
-		}
-		id, imported = h.ID, true
-		return txn.Set(keyNative(h.UserID, h.NativeID), []byte(h.ID))
-	})
+	id, imported, err = s.be.importNative(h, func() string { return s.ids.Next(s.now()) })
 	if err == nil && imported {
+		h.ID = id
 		s.idx.Store(s.idx.Load().with(nil, &h))
 	}
 	s.writeMu.Unlock()
@@ -98,43 +77,21 @@ func (s *Store) Import(h Hook) (id string, imported bool, err error) {
 // Imported returns the id of the hook imported from Ocean's hook oceanID of
 // userID, if it was imported (the hook may have been deleted since).
 func (s *Store) Imported(userID, oceanID string) (id string, found bool, err error) {
-	err = s.db.View(func(txn *badger.Txn) error {
-		id, found, err = nativeHookID(txn, userID, oceanID)
-		return err
-	})
+	id, found, err = s.be.imported(userID, oceanID)
 	if err != nil {
 		return "", false, fmt.Errorf("read import of %s: %w", oceanID, err)
 	}
 	return id, found, nil
 }
 
-func nativeHookID(txn *badger.Txn, userID, oceanID string) (string, bool, error) {
-	item, err := txn.Get(keyNative(userID, oceanID))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	v, err := item.ValueCopy(nil)
-	return string(v), err == nil, err
-}
-
 // TakenOver reports whether userID's hooks in Ocean were all taken over
-// (MarkTakenOver). Once true, the answer comes from memory.
+// (MarkTakenOver, through this Store or any other on the same data). Once
+// true, the answer comes from memory.
 func (s *Store) TakenOver(userID string) (bool, error) {
 	if _, ok := s.takenOver.Load(userID); ok {
 		return true, nil
 	}
-	var done bool
-	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(keyTakeover(userID))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		done = err == nil
-		return err
-	})
+	done, err := s.be.takenOver(userID)
 	if err != nil {
 		return false, fmt.Errorf("read takeover of %s: %w", userID, err)
 	}
@@ -148,10 +105,7 @@ func (s *Store) TakenOver(userID string) (bool, error) {
 // now and switched off in Ocean (or stays there by design), so the takeover
 // never asks Ocean about this user again.
 func (s *Store) MarkTakenOver(userID string) error {
-	at := s.now().UTC().Format(time.RFC3339)
-	if err := s.update(func(txn *badger.Txn) error {
-		return txn.Set(keyTakeover(userID), []byte(at))
-	}); err != nil {
+	if err := s.be.markTakenOver(userID, s.now()); err != nil {
 		return fmt.Errorf("record takeover of %s: %w", userID, err)
 	}
 	s.sync()

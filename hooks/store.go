@@ -7,7 +7,6 @@
 package hooks
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,33 +22,6 @@ import (
 	"github.com/oceanhooks/oceanhooks/ocean"
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
-
-// Keys. Every key of the package starts with "h/".
-//
-//	h/id/<hookID>                 the hook (JSON record)
-//	h/user/<userID>/<hookID>      empty: the owner's hooks, in id (= creation) order
-//	h/native/<userID>/<oceanID>   the id of the hook imported from Ocean's hook oceanID;
-//	                              kept after that hook is deleted, so it is never imported again
-//	h/takeover/<userID>           when the user's hooks in Ocean were all taken over
-const (
-	prefixHook     = "h/id/"
-	prefixUser     = "h/user/"
-	prefixNative   = "h/native/"
-	prefixTakeover = "h/takeover/"
-)
-
-func keyHook(id string) []byte { return []byte(prefixHook + id) }
-
-func keyUserPrefix(userID string) []byte { return []byte(prefixUser + userID + "/") }
-
-func keyUser(userID, id string) []byte { return []byte(prefixUser + userID + "/" + id) }
-
-func keyNative(userID, oceanID string) []byte { return []byte(prefixNative + userID + "/" + oceanID) }
-
-func keyTakeover(userID string) []byte { return []byte(prefixTakeover + userID) }
-
-// maxConflictRetries bounds the retries of a transaction that lost a race.
-const maxConflictRetries = 16
 
 // Errors a caller branches on.
 var (
@@ -84,39 +56,6 @@ type Hook struct {
 
 func (h Hook) target() webhook.Target {
 	return webhook.Target{HookID: h.ID, UserID: h.UserID, URL: h.URL, Secret: h.Secret, Active: h.Active}
-}
-
-// record is the stored form of a Hook.
-type record struct {
-	ID           string     `json:"id"`
-	UserID       string     `json:"userId"`
-	Name         string     `json:"name"`
-	On           []string   `json:"on"`
-	URL          string     `json:"url"`
-	Secret       string     `json:"secret"`
-	Active       bool       `json:"active"`
-	LatestSentAt *time.Time `json:"latestSentAt,omitempty"`
-	LatestStatus *int       `json:"latestStatus,omitempty"`
-	NativeID     string     `json:"nativeId,omitempty"`
-	FailingSince *time.Time `json:"failingSince,omitempty"`
-	Failures     int        `json:"failures,omitempty"`
-	DisabledAt   *time.Time `json:"disabledAt,omitempty"`
-}
-
-func encode(h Hook) ([]byte, error) {
-	return json.Marshal(record{ID: h.ID, UserID: h.UserID, Name: h.Name, On: h.On, URL: h.URL,
-		Secret: h.Secret, Active: h.Active, LatestSentAt: h.LatestSentAt, LatestStatus: h.LatestStatus,
-		NativeID: h.NativeID, FailingSince: h.FailingSince, Failures: h.Failures, DisabledAt: h.DisabledAt})
-}
-
-func decode(b []byte) (Hook, error) {
-	var r record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return Hook{}, fmt.Errorf("decode hook: %w", err)
-	}
-	return Hook{ID: r.ID, UserID: r.UserID, Name: r.Name, On: cloneOn(r.On), URL: r.URL, Secret: r.Secret,
-		Active: r.Active, LatestSentAt: r.LatestSentAt, LatestStatus: r.LatestStatus, NativeID: r.NativeID,
-		FailingSince: r.FailingSince, Failures: r.Failures, DisabledAt: r.DisabledAt}, nil
 }
 
 // cloneOn copies an event type list; empty is [], never null.
@@ -168,21 +107,26 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// Store keeps hooks in Badger and the active ones in an in-memory index that
-// the hot path reads without locks or disk. Every write is one Badger
-// transaction; the index changes only after that transaction committed, so a
-// failed write leaves both as they were.
+// Store keeps hooks in a backend (Badger or PostgreSQL) and every hook's
+// target, and the active ones, in an in-memory index that the hot path reads
+// without locks or I/O. Every write is one transaction of the backend; the
+// index changes only after that transaction committed, so a failed write
+// leaves both as they were.
 type Store struct {
-	db  *badger.DB
+	be  backend
+	db  *badger.DB // the Badger backend's database; nil on PostgreSQL
 	ids *ocean.IDGen
 	now func() time.Time
 	log *slog.Logger
 
-	writeMu sync.Mutex // serialises every write; the index changes under it
+	// writeMu serialises the writes of this Store and the reloads of
+	// hooks that other Stores changed (Run): the index changes under it,
+	// so that it never applies an older state of a hook after a newer one.
+	writeMu sync.Mutex
 	idx     atomic.Pointer[index]
 
 	// takenOver remembers the users TakenOver found taken over, so that
-	// asking again costs no disk read. A user is never taken back.
+	// asking again costs no read. A user is never taken back.
 	takenOver sync.Map // userID → struct{}
 
 	disableAfter time.Duration
@@ -191,8 +135,18 @@ type Store struct {
 }
 
 // Open returns the store of db (opened and closed by the caller) and builds
-// the active index from what is on disk.
+// the active index from what is on disk. Only this process may write db.
 func Open(db *badger.DB, opts Options) (*Store, error) {
+	s, err := open(badgerBackend{db: db}, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	return s, nil
+}
+
+// open returns the store of be and builds the index from what be holds.
+func open(be backend, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -202,7 +156,7 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{db: db, ids: ocean.NewIDGen(opts.Rand), now: opts.Now, log: opts.Logger,
+	s := &Store{be: be, ids: ocean.NewIDGen(opts.Rand), now: opts.Now, log: opts.Logger,
 		disableAfter: max(opts.DisableAfter, 0), autoDisabled: newAutoDisabledCounter()}
 	if opts.Registerer != nil {
 		if err := opts.Registerer.Register(s.autoDisabled); err != nil {
@@ -218,49 +172,12 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// update runs fn in a read-write transaction and commits it, starting over
-// when the commit lost a race with another writer of the same keys.
-func (s *Store) update(fn func(txn *badger.Txn) error) error {
-	for range maxConflictRetries {
-		err := s.db.Update(fn)
-		if !errors.Is(err, badger.ErrConflict) {
-			return err
-		}
-	}
-	return badger.ErrConflict
-}
-
 // sync makes a committed management write durable: the server may open
 // Badger without synced writes and sync only what must survive a crash.
 func (s *Store) sync() {
-	if err := s.db.Sync(); err != nil {
+	if err := s.be.sync(); err != nil {
 		s.log.Error("hooks: sync to disk failed", "err", err)
 	}
-}
-
-func get(txn *badger.Txn, id string) (Hook, error) {
-	item, err := txn.Get(keyHook(id))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return Hook{}, ErrNotFound
-	}
-	if err != nil {
-		return Hook{}, err
-	}
-	var h Hook
-	err = item.Value(func(v []byte) error {
-		var err error
-		h, err = decode(v)
-		return err
-	})
-	return h, err
-}
-
-func put(txn *badger.Txn, h Hook) error {
-	b, err := encode(h)
-	if err != nil {
-		return err
-	}
-	return txn.Set(keyHook(h.ID), b)
 }
 
 // Create stores a new hook for h.UserID with a fresh id, unless the owner
@@ -274,15 +191,7 @@ func (s *Store) Create(h Hook, limit int) (Hook, error) {
 	h.ID = s.ids.Next(s.now())
 	h.On = cloneOn(h.On)
 	h.LatestSentAt, h.LatestStatus, h.NativeID = nil, nil, ""
-	err := s.update(func(txn *badger.Txn) error {
-		if count(txn, h.UserID) >= limit {
-			return ErrLimit
-		}
-		if err := put(txn, h); err != nil {
-			return err
-		}
-		return txn.Set(keyUser(h.UserID, h.ID), nil)
-	})
+	err := s.be.create(h, limit)
 	if err == nil {
 		s.idx.Store(s.idx.Load().with(nil, &h))
 	}
@@ -299,13 +208,7 @@ func (s *Store) Create(h Hook, limit int) (Hook, error) {
 
 // Get returns the hook with id, ErrNotFound if there is none.
 func (s *Store) Get(id string) (Hook, error) {
-	var h Hook
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		h, err = get(txn, id)
-		return err
-	})
-	return h, err
+	return s.be.get(id)
 }
 
 // Owned returns the hook with id if userID owns it, else ErrNotFound.
@@ -339,22 +242,16 @@ var errUnchanged = errors.New("hook unchanged")
 // modify is the read-modify-write of every index-changing update.
 func (s *Store) modify(id string, fn func(h *Hook) error) (Hook, error) {
 	s.writeMu.Lock()
-	var old, h Hook
-	err := s.update(func(txn *badger.Txn) error {
-		var err error
-		if old, err = get(txn, id); err != nil {
+	old, h, err := s.be.modify(id, func(h *Hook) error {
+		wasActive := h.Active
+		if err := fn(h); err != nil {
 			return err
 		}
-		h = old
-		h.On = cloneOn(old.On)
-		if err := fn(&h); err != nil {
-			return err
-		}
-		if h.Active && !old.Active {
+		if h.Active && !wasActive {
 			// (Re)activation starts the auto-disable clock afresh.
 			h.FailingSince, h.Failures, h.DisabledAt = nil, 0, nil
 		}
-		return put(txn, h)
+		return nil
 	})
 	if err == nil {
 		s.idx.Store(s.idx.Load().with(&old, &h))
@@ -376,20 +273,7 @@ func (s *Store) modify(id string, fn func(h *Hook) error) (Hook, error) {
 // Delete removes userID's hook id; ErrNotFound if userID owns no such hook.
 func (s *Store) Delete(userID, id string) error {
 	s.writeMu.Lock()
-	var old Hook
-	err := s.update(func(txn *badger.Txn) error {
-		var err error
-		if old, err = get(txn, id); err != nil {
-			return err
-		}
-		if old.UserID != userID {
-			return ErrNotFound
-		}
-		if err := txn.Delete(keyHook(id)); err != nil {
-			return err
-		}
-		return txn.Delete(keyUser(old.UserID, id))
-	})
+	old, err := s.be.remove(userID, id)
 	if err == nil {
 		s.idx.Store(s.idx.Load().with(&old, nil))
 		s.failing.forget(id)
@@ -407,24 +291,7 @@ func (s *Store) Delete(userID, id string) error {
 
 // List returns userID's hooks in creation order (Ocean's DB order).
 func (s *Store) List(userID string) ([]Hook, error) {
-	out := []Hook{}
-	err := s.db.View(func(txn *badger.Txn) error {
-		prefix := keyUserPrefix(userID)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			id := string(it.Item().Key()[len(prefix):])
-			h, err := get(txn, id)
-			if errors.Is(err, ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			out = append(out, h)
-		}
-		return nil
-	})
+	out, err := s.be.list(userID)
 	if err != nil {
 		return nil, fmt.Errorf("list hooks of %s: %w", userID, err)
 	}
@@ -433,24 +300,7 @@ func (s *Store) List(userID string) ([]Hook, error) {
 
 // ListAll returns every hook in creation order.
 func (s *Store) ListAll() ([]Hook, error) {
-	out := []Hook{}
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixHook), PrefetchValues: true, PrefetchSize: 64})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var h Hook
-			err := it.Item().Value(func(v []byte) error {
-				var err error
-				h, err = decode(v)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			out = append(out, h)
-		}
-		return nil
-	})
+	out, err := s.be.all()
 	if err != nil {
 		return nil, fmt.Errorf("list hooks: %w", err)
 	}
@@ -459,25 +309,11 @@ func (s *Store) ListAll() ([]Hook, error) {
 
 // Count returns how many hooks userID has.
 func (s *Store) Count(userID string) (int, error) {
-	var n int
-	err := s.db.View(func(txn *badger.Txn) error {
-		n = count(txn, userID)
-		return nil
-	})
+	n, err := s.be.count(userID)
 	if err != nil {
 		return 0, fmt.Errorf("count hooks of %s: %w", userID, err)
 	}
 	return n, nil
-}
-
-func count(txn *badger.Txn, userID string) int {
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: keyUserPrefix(userID)})
-	defer it.Close()
-	n := 0
-	for it.Rewind(); it.Valid(); it.Next() {
-		n++
-	}
-	return n
 }
 
 // Subscribed reports whether userID has an active hook on eventType. Memory
@@ -516,23 +352,12 @@ func (s *Store) Target(hookID string) (webhook.Target, bool) {
 // attempt, as Ocean does after every attempt. It is a read-modify-write in
 // one transaction, serialised with the store's other writes (and retried on
 // a conflict all the same), so it never loses a concurrent edit of the
-// hook's other fields. It does not call Sync itself, but it is a commit like
-// any other: on a database opened with SyncWrites (queue.BadgerOptions, what
-// the server uses) that commit waits for its own sync of Badger's log, so
-// every attempt costs one synced write here. A deleted hook is left alone.
+// hook's other fields. It is bookkeeping, written like RecordAttempts. A
+// deleted hook is left alone.
 func (s *Store) RecordAttempt(hookID string, at time.Time, status int) {
-	at = at.UTC()
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	err := s.update(func(txn *badger.Txn) error {
-		h, err := get(txn, hookID)
-		if err != nil {
-			return err
-		}
-		h.LatestSentAt, h.LatestStatus = &at, &status
-		return put(txn, h)
-	})
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if err := s.be.stamp(map[string]stamp{hookID: {at: at.UTC(), status: status}}); err != nil {
 		s.log.Error("hooks: record attempt", "hook", hookID, "err", err)
 	}
 }
