@@ -56,8 +56,9 @@ func ReadAdminToken(path string) (string, error) {
 // loadAdminToken returns cfg's admin token. With admin.tokenFile set, that
 // file must hold it. Otherwise the token is read from the data dir, and on
 // the first start it is generated there (mode 0600); created reports that,
-// so that the caller shows it once. The data dir must exist and be held by
-// this process (the store's lock), so that two processes never race here.
+// so that the caller shows it once. The data dir must exist. Processes
+// sharing it (sidecars on PostgreSQL) may start at once: one creates the
+// token and the others read it.
 func loadAdminToken(cfg config.Config) (token string, created bool, err error) {
 	path := cfg.AdminTokenPath()
 	if cfg.Admin.TokenFile != "" {
@@ -68,27 +69,34 @@ func loadAdminToken(cfg config.Config) (token string, created bool, err error) {
 		token, err = ReadAdminToken(path)
 		return token, false, err
 	}
-	if token, err = createAdminToken(path); err != nil {
+	token, err = createAdminToken(path)
+	if errors.Is(err, fs.ErrExist) {
+		// Another process sharing the data dir created it first.
+		token, err = ReadAdminToken(path)
+		return token, false, err
+	}
+	if err != nil {
 		return "", false, err
 	}
 	return token, true, nil
 }
 
 // createAdminToken writes a new random token to path (mode 0600) through a
-// temporary file renamed into place, so that a crash leaves either no token
-// file or a whole one.
+// temporary file of its own linked into place, so that a crash leaves
+// either no token file or a whole one, and of two processes creating it at
+// once one wins and the other gets an error wrapping fs.ErrExist.
 func createAdminToken(path string) (string, error) {
 	raw := make([]byte, adminTokenBytes)
 	if _, err := rand.Read(raw); err != nil {
 		return "", fmt.Errorf("generate admin token: %w", err)
 	}
 	token := hex.EncodeToString(raw)
-	tmp := path + ".new"
-	_ = os.Remove(tmp) // left by a crash during an earlier first start
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// A crash before the link leaves this file behind: a token never used.
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".new-*")
 	if err != nil {
 		return "", fmt.Errorf("create admin token file: %w", err)
 	}
+	tmp := f.Name()
 	_, err = f.WriteString(token + "\n")
 	if err == nil {
 		err = f.Sync()
@@ -97,10 +105,12 @@ func createAdminToken(path string) (string, error) {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		// Unlike a rename, a link never replaces a token another process
+		// wrote meanwhile.
+		err = os.Link(tmp, path)
 	}
+	_ = os.Remove(tmp)
 	if err != nil {
-		_ = os.Remove(tmp)
 		return "", fmt.Errorf("write admin token file: %w", err)
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
