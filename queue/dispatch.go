@@ -41,7 +41,7 @@ func (q *Queue) Run(ctx context.Context) error {
 			q.flushLatest()
 		})
 	})
-	loops.Go(func() { q.runJobs(ctx) })
+	loops.Go(func() { q.jobs.run(ctx, q, q.opts.Logger, q.opts.PollInterval) })
 	loops.Go(func() { q.keepWithinBudget(ctx) })
 	loops.Go(func() {
 		q.every(ctx, q.opts.SweepInterval, func() {
@@ -242,34 +242,91 @@ func (q *Queue) attempt(ctx context.Context, l *lease) {
 		q.conclude(log, l, webhook.Attempt{At: now, Error: "stored delivery could not be read: " + err.Error()}, out, 0, now)
 		return
 	}
-	start := q.opts.Now()
-	res := q.sender.send(ctx, q.sender.quick, target.URL, l.hook, target.Secret, rec.Event, body, start)
-	if ctx.Err() != nil {
+	entry, out, wait, end, ok := q.try(ctx, l.hook, target, rec.Event, body)
+	if !ok {
 		log.Info("attempt cancelled by shutdown; returned to ready")
 		q.returnLease(l)
 		return
 	}
-	end := q.opts.Now()
-	out, wait := classify(res.Status, res.Err, res.Header, end)
-	q.latest.record(l.hook, start, res.Status)
+	q.conclude(log, l, entry, out, wait, end)
+}
+
+// try makes one attempt of a delivery of hook (its eventId and stored
+// envelope) to target and reports it: the hook's latest attempt, the
+// metrics, a 410's deactivation, and the failure tracker, whose reason (when
+// it deactivated the hook) heads the attempt log entry. ok is false when ctx
+// ended during the attempt (shutdown): nothing is reported, and the delivery
+// stays as it was.
+func (q *core) try(ctx context.Context, hook string, target webhook.Target, eventID string, body []byte) (entry webhook.Attempt, out outcome, wait time.Duration, end time.Time, ok bool) {
+	start := q.opts.Now()
+	res := q.sender.send(ctx, q.sender.quick, target.URL, hook, target.Secret, eventID, body, start)
+	if ctx.Err() != nil {
+		return entry, out, 0, end, false
+	}
+	end = q.opts.Now()
+	out, wait = classify(res.Status, res.Err, res.Header, end)
+	q.latest.record(hook, start, res.Status)
 	if out == outGone {
-		q.hooks.Deactivate(l.hook)
+		q.hooks.Deactivate(hook)
 	}
 	q.m.attempts.WithLabelValues(out.String()).Inc()
 	q.m.latency.Observe(res.Duration.Seconds())
 
-	entry := webhook.Attempt{At: start, Status: res.Status, Duration: res.Duration.Milliseconds(), Response: res.Response}
+	entry = webhook.Attempt{At: start, Status: res.Status, Duration: res.Duration.Milliseconds(), Response: res.Response}
 	if res.Err != nil {
 		entry.Error = res.Err.Error()
 	} else if out != outSuccess {
 		entry.Error = fmt.Sprintf("HTTP %d %s", res.Status, http.StatusText(res.Status))
 	}
 	if ft, ok := q.hooks.(failureTracker); ok {
-		if why := ft.Attempted(l.hook, start, out != outSuccess); why != "" {
+		if why := ft.Attempted(hook, start, out != outSuccess); why != "" {
 			entry.Error = why + "; this attempt: " + entry.Error // first, so that the log's size bound keeps it
 		}
 	}
-	q.conclude(log, l, entry, out, wait, end)
+	return entry, out, wait, end, true
+}
+
+// verdict is where one attempt leaves its delivery.
+type verdict struct {
+	state    string // delivered, ready (tried again at due) or dead
+	attempts int    // failed attempts since enqueue or the last redelivery
+	due      int64  // with ready: unix ms
+	expires  int64  // with delivered or dead: unix ms, when the sweep removes it
+}
+
+// verdictOf is the verdict of an attempt that ended at end with out (wait:
+// the receiver's Retry-After), on a delivery that had failed failed
+// attempts before: delivered; due again after a backoff; or dead when it is
+// out of attempts or failed for good.
+func (q *core) verdictOf(failed int, out outcome, wait time.Duration, end time.Time) verdict {
+	if out == outSuccess {
+		return verdict{state: webhook.StateDelivered, attempts: failed, expires: expiresAt(end, q.opts.Retention)}
+	}
+	failed++
+	if out == outRetry && failed < q.opts.MaxAttempts {
+		q.rndMu.Lock()
+		due := nextDue(failed, end, q.opts.BackoffBase, q.opts.BackoffCap, q.opts.Rand, wait).UnixMilli()
+		q.rndMu.Unlock()
+		return verdict{state: webhook.StateReady, attempts: failed, due: due}
+	}
+	return verdict{state: webhook.StateDead, attempts: failed, expires: expiresAt(end, q.opts.DeadLetterTTL)}
+}
+
+// logOutcome logs where an attempt (entry, out) left its delivery, once
+// that is recorded.
+func logOutcome(log *slog.Logger, v verdict, entry webhook.Attempt, out outcome) {
+	attrs := []any{"status", entry.Status, "outcome", out.String()}
+	if entry.Error != "" {
+		attrs = append(attrs, "err", entry.Error)
+	}
+	switch v.state {
+	case webhook.StateDelivered:
+		log.Debug("delivered", attrs...)
+	case webhook.StateReady:
+		log.Info("attempt failed; will retry", append(attrs, "attempt", v.attempts, "next", time.UnixMilli(v.due))...)
+	case webhook.StateDead:
+		log.Warn("delivery failed; kept as dead letter", append(attrs, "attempts", v.attempts)...)
+	}
 }
 
 // errNoRecord says a ready key has no delivery record.
@@ -335,61 +392,43 @@ func (q *Queue) dropOrphan(l *lease) {
 	})
 }
 
-// settlement is what one attempt leaves: the update of its delivery and,
-// for the log, when it is tried again (0: not) and how many attempts it has
-// failed.
+// settlement is what one attempt leaves: the update of its delivery and
+// its verdict, for the log.
 type settlement struct {
 	update func(txn *badger.Txn, rec *record) (string, error)
-	due    int64
-	failed int
+	verdict
 }
 
-// settlementOf logs entry in l's attempt log and moves it on by out:
-// delivered, due again after a backoff (wait, when the receiver asked for
-// one), or dead when it is out of attempts or failed for good.
+// settlementOf logs entry in l's attempt log and moves it on by its
+// verdict (verdictOf).
 func (q *Queue) settlementOf(l *lease, entry webhook.Attempt, out outcome, wait time.Duration, end time.Time) settlement {
-	failed := l.rec.Attempts + 1
-	var due int64
-	if out == outRetry && failed < q.opts.MaxAttempts {
-		q.mu.Lock()
-		due = nextDue(failed, end, q.opts.BackoffBase, q.opts.BackoffCap, q.rnd, wait).UnixMilli()
-		q.mu.Unlock()
-	}
+	v := q.verdictOf(l.rec.Attempts, out, wait, end)
 	update := func(txn *badger.Txn, rec *record) (string, error) {
 		if err := appendAttempt(txn, l.id, rec, entry); err != nil {
 			return "", err
 		}
-		switch {
-		case out == outSuccess:
-			return webhook.StateDelivered, retire(txn, l.id, rec, webhook.StateDelivered, expiresAt(end, q.opts.Retention))
-		case due != 0:
-			rec.Attempts = failed
-			rec.State, rec.Due = webhook.StateReady, due
-			return webhook.StateReady, txn.Set(keyReady(rec.Hook, due, l.id), nil)
+		switch v.state {
+		case webhook.StateDelivered:
+			return webhook.StateDelivered, retire(txn, l.id, rec, webhook.StateDelivered, v.expires)
+		case webhook.StateReady:
+			rec.Attempts = v.attempts
+			rec.State, rec.Due = webhook.StateReady, v.due
+			return webhook.StateReady, txn.Set(keyReady(rec.Hook, v.due, l.id), nil)
 		default:
-			rec.Attempts = failed
-			return webhook.StateDead, retire(txn, l.id, rec, webhook.StateDead, expiresAt(end, q.opts.DeadLetterTTL))
+			rec.Attempts = v.attempts
+			return webhook.StateDead, retire(txn, l.id, rec, webhook.StateDead, v.expires)
 		}
 	}
-	return settlement{update: update, due: due, failed: failed}
+	return settlement{update: update, verdict: v}
 }
 
 // conclude hands the outcome of an attempt of l to the committer.
 func (q *Queue) conclude(log *slog.Logger, l *lease, entry webhook.Attempt, out outcome, wait time.Duration, end time.Time) {
 	st := q.settlementOf(l, entry, out, wait, end)
 	q.submitOutcome(log, l, st.update, func(state string) {
-		attrs := []any{"status", entry.Status, "outcome", out.String()}
-		if entry.Error != "" {
-			attrs = append(attrs, "err", entry.Error)
-		}
-		switch state {
-		case webhook.StateDelivered:
-			log.Debug("delivered", attrs...)
-		case webhook.StateReady:
-			log.Info("attempt failed; will retry", append(attrs, "attempt", st.failed, "next", time.UnixMilli(st.due))...)
-		case webhook.StateDead:
-			log.Warn("delivery failed; kept as dead letter", append(attrs, "attempts", st.failed)...)
-		}
+		v := st.verdict
+		v.state = state
+		logOutcome(log, v, entry, out)
 	}, func(err error) updateFunc {
 		// The commit failed: record a failed attempt instead, with the
 		// reason in the attempt log (a success is then sent again: at
@@ -629,8 +668,7 @@ func deleteDelivery(txn *badger.Txn, id string, rec record) error {
 // transaction of many writes would cost a sort of all of them). The error
 // is cut at errorLogCap bytes, so that every entry is bounded (see List).
 func appendAttempt(txn *badger.Txn, id string, rec *record, entry webhook.Attempt) error {
-	entry.Error = cutUTF8(entry.Error, errorLogCap)
-	enc, err := json.Marshal(entry)
+	enc, err := logEntry(entry)
 	if err != nil {
 		return err
 	}
@@ -642,6 +680,13 @@ func appendAttempt(txn *badger.Txn, id string, rec *record, entry webhook.Attemp
 		return txn.Delete(keyAttempt(id, old))
 	}
 	return nil
+}
+
+// logEntry is entry as the attempt log stores it: JSON, its error cut at
+// errorLogCap bytes.
+func logEntry(entry webhook.Attempt) ([]byte, error) {
+	entry.Error = cutUTF8(entry.Error, errorLogCap)
+	return json.Marshal(entry)
 }
 
 // cutUTF8 is s cut to at most n bytes, on a character boundary when s is

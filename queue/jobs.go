@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -150,55 +151,67 @@ func (q *Queue) startRedeliverAll(hook string, now time.Time) error {
 	return nil
 }
 
-// runJobs does the jobs until ctx ends, first finding those a restart left:
-// stored redeliver-all jobs, and deliveries of hooks that no longer exist.
-func (q *Queue) runJobs(ctx context.Context) {
-	if err := q.resumeJobs(ctx); err != nil {
-		q.opts.Logger.Error("find unfinished background jobs", "err", err)
+// jobWorker does one batch of each kind of job on a store.
+type jobWorker interface {
+	// cancelBatch removes up to batch deliveries of hook (and its
+	// redeliver-all job); done once none is left.
+	cancelBatch(hook string) (removed int, done bool, err error)
+	// redeliverBatch requeues the dead letters among the next batch of
+	// hook's deliveries after r.After (up to r.Upto); errJobChanged when
+	// the stored job is not r any more.
+	redeliverBatch(hook string, r redeliverJob) (after string, done bool, err error)
+	// resumeJobs finds the jobs a restart left.
+	resumeJobs(ctx context.Context) error
+	inject(op string) error
+}
+
+// run does the jobs on w until ctx ends, first finding those a restart
+// left: stored redeliver-all jobs, and deliveries of hooks that no longer
+// exist.
+func (j *jobs) run(ctx context.Context, w jobWorker, log *slog.Logger, poll time.Duration) {
+	if err := w.resumeJobs(ctx); err != nil {
+		log.Error("find unfinished background jobs", "err", err)
 	}
-	wake := q.jobs.wakeup()
+	wake := j.wakeup()
 	for {
 		for ctx.Err() == nil {
-			hook, jb, ok := q.jobs.next()
+			hook, jb, ok := j.next()
 			if !ok {
 				break
 			}
-			if err := q.step(hook, jb); err != nil {
-				q.opts.Logger.Error("background job", "hook", hook, "err", err)
-				break // tried again after PollInterval
+			if err := j.step(w, log, hook, jb); err != nil {
+				log.Error("background job", "hook", hook, "err", err)
+				break // tried again after the poll interval
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-wake:
-		case <-time.After(q.opts.PollInterval):
+		case <-time.After(poll):
 		}
 	}
 }
 
 // step runs one batch of hook's job.
-func (q *Queue) step(hook string, jb job) error {
-	if err := q.inject("job"); err != nil {
+func (j *jobs) step(w jobWorker, log *slog.Logger, hook string, jb job) error {
+	if err := w.inject("job"); err != nil {
 		return err
 	}
 	switch jb.kind {
 	case jobCancel:
-		n, done, err := q.cancelBatch(hook)
+		n, done, err := w.cancelBatch(hook)
 		if err != nil {
 			return err
 		}
 		if done {
-			q.mu.Lock()
-			q.forgetLocked(hook)
-			q.mu.Unlock()
-			q.opts.Logger.Info("removed the deliveries of a deleted hook", "hook", hook)
+			log.Info("removed the deliveries of a deleted hook", "hook", hook)
 		} else {
-			q.opts.Logger.Debug("removing the deliveries of a deleted hook", "hook", hook, "batch", n)
+			log.Debug("removing the deliveries of a deleted hook", "hook", hook, "batch", n)
 		}
-		q.jobs.advance(hook, jb, done, "")
+		j.advance(hook, jb, done, "")
 	case jobRedeliver:
-		after, done, err := q.redeliverBatch(hook, jb.redeliver)
+		after, done, err := w.redeliverBatch(hook, jb.redeliver)
 		if errors.Is(err, errJobChanged) {
 			return nil // a newer call (or the removal) takes over
 		}
@@ -206,21 +219,17 @@ func (q *Queue) step(hook string, jb job) error {
 			return err
 		}
 		if done {
-			q.opts.Logger.Info("redelivered the dead letters of a hook", "hook", hook)
+			log.Info("redelivered the dead letters of a hook", "hook", hook)
 		}
-		q.jobs.advance(hook, jb, done, after)
+		j.advance(hook, jb, done, after)
 	}
 	return nil
 }
 
-// redeliverBatch requeues the dead letters among the next batch of hook's
-// deliveries after r.After (up to r.Upto) and moves the stored cursor in
-// the same transaction; the job is removed with its last batch.
-func (q *Queue) redeliverBatch(hook string, r redeliverJob) (after string, done bool, err error) {
-	ids, err := q.hookIDs(hook, r.After, batch)
-	if err != nil {
-		return "", false, err
-	}
+// jobWindow is the part of the next batch of a redeliver-all job that it
+// covers: ids (oldest first, the batch read after r.After) up to r.Upto;
+// done when the job ends with it; after is the cursor it leaves.
+func jobWindow(ids []string, r redeliverJob) (covered []string, after string, done bool) {
 	done = len(ids) < batch
 	for i, id := range ids {
 		if id > r.Upto {
@@ -232,6 +241,18 @@ func (q *Queue) redeliverBatch(hook string, r redeliverJob) (after string, done 
 	if len(ids) > 0 {
 		after = ids[len(ids)-1]
 	}
+	return ids, after, done
+}
+
+// redeliverBatch requeues the dead letters among the next batch of hook's
+// deliveries after r.After (up to r.Upto) and moves the stored cursor in
+// the same transaction; the job is removed with its last batch.
+func (q *Queue) redeliverBatch(hook string, r redeliverJob) (after string, done bool, err error) {
+	ids, err := q.hookIDs(hook, r.After, batch)
+	if err != nil {
+		return "", false, err
+	}
+	ids, after, done = jobWindow(ids, r)
 	next, err := json.Marshal(redeliverJob{Upto: r.Upto, After: after})
 	if err != nil {
 		return "", false, err

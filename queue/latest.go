@@ -55,7 +55,7 @@ func (la *latestAttempts) putBack(m map[string]webhook.LatestAttempt) {
 }
 
 // flushLatest hands the recorded attempts to the hook store.
-func (q *Queue) flushLatest() {
+func (q *core) flushLatest() {
 	m := q.latest.take()
 	if len(m) == 0 {
 		return

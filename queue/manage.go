@@ -103,6 +103,9 @@ func (q *Queue) cancelBatch(hook string) (removed int, done bool, err error) {
 				q.leased.Add(-1)
 			}
 		}
+		if len(ids) == 0 {
+			q.forgetLocked(hook)
+		}
 		q.mu.Unlock()
 	})
 	if err != nil {
@@ -138,10 +141,7 @@ func (q *Queue) List(ctx context.Context, hookID string, limit int, untilID stri
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if limit <= 0 {
-		limit = DefaultListLimit
-	}
-	limit = min(limit, MaxListLimit)
+	limit = listLimit(limit)
 	out := []webhook.Delivery{}
 	if hookID != "" && !validHookID(hookID) {
 		return out, nil
@@ -187,29 +187,16 @@ func (q *Queue) view(txn *badger.Txn, id string, budget *int) (webhook.Delivery,
 	if err != nil {
 		return webhook.Delivery{}, err
 	}
-	d := webhook.Delivery{ID: id, HookID: rec.Hook, UserID: rec.User, EventID: rec.Event, Type: rec.Type,
-		CreatedAt: time.UnixMilli(rec.Created).UTC(), State: rec.State, Attempts: []webhook.Attempt{}}
-	switch {
-	case rec.State == webhook.StateReady && q.isLeased(id):
-		d.State = webhook.StateLeased // leases live in memory only
-	case rec.State == webhook.StateReady:
-		next := time.UnixMilli(rec.Due).UTC()
-		d.NextAt = &next
-	}
+	d := deliveryView(id, rec, q.isLeased(id)) // leases live in memory only
 	prefix := attemptPrefix(id)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
 	defer it.Close()
 	for it.Seek(append(bytes.Clone(prefix), 0xff, 0xff, 0xff, 0xff, 0xff)); it.Valid() && len(d.Attempts) < keepAttempts; it.Next() {
 		var a webhook.Attempt
 		fits := true
-		err := it.Item().Value(func(v []byte) error {
-			// The stored JSON is what json.Marshal makes of the entry; it
-			// encodes again to at most its length (plus a comma).
-			if fits = len(v)+1 <= *budget; !fits {
-				return nil
-			}
-			*budget -= len(v) + 1
-			return json.Unmarshal(v, &a)
+		err := it.Item().Value(func(v []byte) (err error) {
+			a, fits, err = fitAttempt(v, budget)
+			return err
 		})
 		if err != nil {
 			return d, err
@@ -222,6 +209,42 @@ func (q *Queue) view(txn *badger.Txn, id string, budget *int) (webhook.Delivery,
 	slices.Reverse(d.Attempts)
 	d.Omitted = max(rec.Logged-len(d.Attempts), 0)
 	return d, nil
+}
+
+// deliveryView is the user-facing form of rec without its attempts; leased
+// says an attempt holds it now.
+func deliveryView(id string, rec record, leased bool) webhook.Delivery {
+	d := webhook.Delivery{ID: id, HookID: rec.Hook, UserID: rec.User, EventID: rec.Event, Type: rec.Type,
+		CreatedAt: time.UnixMilli(rec.Created).UTC(), State: rec.State, Attempts: []webhook.Attempt{}}
+	switch {
+	case rec.State == webhook.StateReady && leased:
+		d.State = webhook.StateLeased
+	case rec.State == webhook.StateReady:
+		next := time.UnixMilli(rec.Due).UTC()
+		d.NextAt = &next
+	}
+	return d
+}
+
+// fitAttempt decodes the stored attempt log entry v when it fits in budget
+// (bytes of a listing's JSON, reduced by what it takes); fits is false when
+// it does not, and the listing takes no more attempts.
+func fitAttempt(v []byte, budget *int) (a webhook.Attempt, fits bool, err error) {
+	// The stored JSON is what json.Marshal makes of the entry; it encodes
+	// again to at most its length (plus a comma).
+	if len(v)+1 > *budget {
+		return a, false, nil
+	}
+	*budget -= len(v) + 1
+	return a, true, json.Unmarshal(v, &a)
+}
+
+// listLimit is a listing's limit: the default for none, at most MaxListLimit.
+func listLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultListLimit
+	}
+	return min(limit, MaxListLimit)
 }
 
 // Redeliver puts deliveryID of hookID back to ready, due now, with its
@@ -334,7 +357,7 @@ func (q *Queue) requeue(ids []string, hook string, now int64, one bool, also fun
 // t.Secret, with the same envelope, headers, signature and SSRF guard as a
 // queued delivery, and records it on the hook like any attempt. The status is
 // the receiver's, or 1 with the error when none answered.
-func (q *Queue) SendTest(ctx context.Context, t webhook.TestSend) (int, error) {
+func (q *core) SendTest(ctx context.Context, t webhook.TestSend) (int, error) {
 	now := q.opts.Now()
 	rec := record{Hook: t.HookID, User: t.UserID, Event: uuid.NewString(), Type: t.Type, Created: now.UnixMilli()}
 	body, err := q.envelope(rec, t.Body)

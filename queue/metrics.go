@@ -7,8 +7,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the queue's Prometheus collectors. Depth gauges are read from
-// counters kept in memory, so a scrape never scans the store.
+// metrics are the queue's Prometheus collectors. The depth gauges are read
+// from a depthSource at each scrape: the Badger queue's counters kept in
+// memory (a scrape never scans the store), the PostgreSQL queue's counts in
+// SQL (the whole store's, every sidecar's).
 type metrics struct {
 	enqueued  prometheus.Counter
 	abandoned prometheus.Counter
@@ -17,7 +19,16 @@ type metrics struct {
 	depth     *depthCollector
 }
 
-func newMetrics(q *Queue) *metrics {
+// depth is what the depth gauges show.
+type depth struct {
+	ready, leased, dead, held int64
+	oldest                    time.Duration // how long the most overdue ready delivery has been due
+}
+
+// depthSource reads the queue's depth.
+type depthSource interface{ depth() depth }
+
+func newMetrics(q depthSource) *metrics {
 	return &metrics{
 		enqueued: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "oceanhooks_queue_enqueued_total",
@@ -51,7 +62,7 @@ func (m *metrics) register(r prometheus.Registerer) error {
 }
 
 type depthCollector struct {
-	q                                 *Queue
+	q                                 depthSource
 	ready, leased, dead, held, oldest *prometheus.Desc
 }
 
@@ -64,13 +75,19 @@ func (c *depthCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *depthCollector) Collect(ch chan<- prometheus.Metric) {
-	q := c.q
+	d := c.q.depth()
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(d.ready))
+	ch <- prometheus.MustNewConstMetric(c.leased, prometheus.GaugeValue, float64(d.leased))
+	ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(d.dead))
+	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(d.held))
+	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, d.oldest.Seconds())
+}
+
+// depth is read from the counters kept in memory.
+func (q *Queue) depth() depth {
 	leased := q.leased.Load() // once, so that ready + leased is the ready keys' count
-	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, float64(max(q.readyKeys.Load()-leased, 0)))
-	ch <- prometheus.MustNewConstMetric(c.leased, prometheus.GaugeValue, float64(leased))
-	ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(q.dead.Load()))
-	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(q.held.Load()))
-	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, q.oldestReadyAge().Seconds())
+	return depth{ready: max(q.readyKeys.Load()-leased, 0), leased: leased, dead: q.dead.Load(),
+		held: q.held.Load(), oldest: q.oldestReadyAge()}
 }
 
 // readyNow is how many deliveries wait for their due time or a worker:

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,16 +47,36 @@ type failureTracker interface {
 	Attempted(hookID string, at time.Time, failed bool) (deactivated string)
 }
 
+// core is what the Badger queue (Queue) and the PostgreSQL queue (PGQueue)
+// share: the options, the hook store, the sender, the id generator, the
+// metrics and the hooks' latest attempts; and, as its methods, everything
+// about a delivery that does not depend on where it is stored (its envelope,
+// one attempt and what the attempt means for it, a test send).
+type core struct {
+	hooks  Hooks
+	opts   Options
+	server string
+	sender *sender
+	ids    *ocean.IDGen
+	m      *metrics
+	latest latestAttempts // hooks' latest attempts, written in batches
+	rndMu  sync.Mutex     // opts.Rand is used under it
+}
+
+// newCore applies opts' defaults and makes the parts both queues share.
+func newCore(hooks Hooks, opts Options) (*core, error) {
+	server, host, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &core{hooks: hooks, opts: opts, server: server, sender: newSender(&opts, host), ids: ocean.NewIDGen(opts.Rand)}, nil
+}
+
 // Queue is the durable delivery queue. Its methods are safe for concurrent use.
 type Queue struct {
+	*core
 	db      *badger.DB
-	hooks   Hooks
-	opts    Options
-	server  string
-	sender  *sender
-	ids     *ocean.IDGen
 	commits *committer
-	m       *metrics
 
 	mu       sync.Mutex
 	sched    map[string]*hookState  // hooks with ready or in-flight work
@@ -68,7 +87,6 @@ type Queue struct {
 	busy     int                    // attempts in flight, all hooks
 	buffered int                    // read-ahead refs held by all hooks
 	heldFrom []byte                 // Settle's next scan of the hold index starts here
-	rnd      *rand.Rand             // opts.Rand, used under mu
 
 	wake    chan struct{} // a new due delivery or a freed slot
 	running atomic.Bool
@@ -82,7 +100,6 @@ type Queue struct {
 	fault  func(op string) error // test seam: an injected store error for op (see inject)
 	parked parkedOutcomes        // outcomes whose commit failed, retried by Run
 	jobs   jobs                  // background work of the management calls (jobs.go)
-	latest latestAttempts        // hooks' latest attempts, written in batches
 	deadOf deadCounts            // dead letters per hook (dead.go)
 }
 
@@ -115,23 +132,18 @@ func Open(db *badger.DB, hooks Hooks, opts Options) (*Queue, error) {
 	if !db.Opts().SyncWrites {
 		return nil, errors.New("queue: the database must be opened with SyncWrites (queue.BadgerOptions): an enqueue is durable when its commit returns")
 	}
-	server, host, err := opts.withDefaults()
+	c, err := newCore(hooks, opts)
 	if err != nil {
 		return nil, err
 	}
 	q := &Queue{
+		core:     c,
 		db:       db,
-		hooks:    hooks,
-		opts:     opts,
-		server:   server,
-		sender:   newSender(&opts, host),
-		ids:      ocean.NewIDGen(opts.Rand),
 		commits:  newCommitter(db),
 		sched:    make(map[string]*hookState),
 		leases:   make(map[string]*lease),
 		leasesOf: make(map[string]int),
 		resume:   make(map[string]resumePoint),
-		rnd:      opts.Rand,
 		wake:     make(chan struct{}, 1),
 	}
 	if err := q.returnLeases(); err != nil {
@@ -141,8 +153,8 @@ func Open(db *badger.DB, hooks Hooks, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue: load: %w", err)
 	}
 	q.m = newMetrics(q)
-	if opts.Registerer != nil {
-		if err := q.m.register(opts.Registerer); err != nil {
+	if q.opts.Registerer != nil {
+		if err := q.m.register(q.opts.Registerer); err != nil {
 			return nil, fmt.Errorf("queue: metrics: %w", err)
 		}
 	}
@@ -294,7 +306,7 @@ type pending struct {
 }
 
 // prepare builds the deliveries of events, one per active subscribed hook.
-func (q *Queue) prepare(events []webhook.Event) ([]pending, error) {
+func (q *core) prepare(events []webhook.Event) ([]pending, error) {
 	now := q.opts.Now()
 	ms := now.UnixMilli()
 	var items []pending
@@ -371,7 +383,7 @@ func (q *Queue) stored(items []pending) {
 
 // envelope is Ocean's delivery body, keys in Ocean's order, with HTML
 // characters left unescaped as JSON.stringify leaves them.
-func (q *Queue) envelope(rec record, body json.RawMessage) ([]byte, error) {
+func (q *core) envelope(rec record, body json.RawMessage) ([]byte, error) {
 	if len(body) == 0 {
 		body = json.RawMessage("{}")
 	}
