@@ -140,3 +140,24 @@ func (idx *index) active(userID, eventType string) []webhook.Target {
 	}
 	return slices.Clone(u.byType[eventType])
 }
+
+// holds reports whether idx already holds h as it is: its target, and its
+// configuration when it is active.
+func (idx *index) holds(h Hook) bool {
+	if t, ok := idx.targets[h.ID]; !ok || t != h.target() {
+		return false
+	}
+	if !h.Active {
+		return true
+	}
+	u := idx.users[h.UserID]
+	if u == nil {
+		return false
+	}
+	i := slices.IndexFunc(u.hooks, func(x Hook) bool { return x.ID == h.ID })
+	if i < 0 {
+		return false
+	}
+	x := u.hooks[i]
+	return x.Name == h.Name && slices.Equal(x.On, h.On)
+}

@@ -1,0 +1,217 @@
+package hooks
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oceanhooks/oceanhooks/internal/pgtest"
+	"github.com/oceanhooks/oceanhooks/pgstore"
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// Several Stores on one PostgreSQL schema: what several sidecars sharing
+// the store do.
+
+// within is how soon a change through one Store reaches the others.
+const within = time.Second
+
+// openShared opens a Store on db (seed: see opener) and runs it until the
+// test ends.
+func openShared(t *testing.T, db *pgstore.DB, seed uint64) *Store {
+	t.Helper()
+	s, err := OpenPostgres(context.Background(), db, contractOptions(seed, Options{}))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		assert.NoError(t, <-done)
+	})
+	require.Eventually(t, db.Connected, 10*time.Second, 5*time.Millisecond, "the Store listens")
+	return s
+}
+
+// eventuallyIndexed waits until s's index matches what the database holds.
+func eventuallyIndexed(t *testing.T, s *Store) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		all, err := s.ListAll()
+		return err == nil && assert.ObjectsAreEqual(buildIndex(all), s.idx.Load())
+	}, within, 5*time.Millisecond)
+}
+
+// TestPostgresChangesReachEveryStore: a hook created, changed, switched off
+// or deleted through one Store is in (or out of) the other's index within a
+// second; a takeover marked through one is seen by the other.
+func TestPostgresChangesReachEveryStore(t *testing.T) {
+	dbA := pgtest.Open(t)
+	a := openShared(t, dbA, 1)
+	b := openShared(t, pgtest.Again(t, dbA), 2)
+
+	h := mustCreate(t, a, hook(alice, "a", webhook.Note))
+	require.Eventually(t, func() bool { return b.Subscribed(alice, webhook.Note) }, within, 5*time.Millisecond, "created")
+	assert.Equal(t, []webhook.Target{h.target()}, b.ActiveHooks(alice, webhook.Note))
+	assert.True(t, b.AnySubscribed(webhook.Note))
+
+	h, err := a.Update(alice, h.ID, Patch{URL: ptr("https://example.org/moved"), On: &[]string{webhook.Follow}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return b.Subscribed(alice, webhook.Follow) }, within, 5*time.Millisecond, "updated")
+	assert.False(t, b.Subscribed(alice, webhook.Note))
+	target, ok := b.Target(h.ID)
+	assert.True(t, ok)
+	assert.Equal(t, "https://example.org/moved", target.URL, "the next attempt through B goes to the new URL")
+
+	_, err = b.SetActive(h.ID, false)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return !a.Subscribed(alice, webhook.Follow) }, within, 5*time.Millisecond, "switched off")
+
+	id, imported, err := b.Import(native(bob, oceanHookA, webhook.Reply))
+	require.NoError(t, err)
+	require.True(t, imported)
+	require.Eventually(t, func() bool { return a.Subscribed(bob, webhook.Reply) }, within, 5*time.Millisecond, "imported")
+
+	require.NoError(t, b.Delete(bob, id))
+	require.Eventually(t, func() bool { _, ok := a.Target(id); return !ok }, within, 5*time.Millisecond, "deleted")
+	assert.False(t, a.Subscribed(bob, webhook.Reply))
+
+	done, err := b.TakenOver(alice)
+	require.NoError(t, err)
+	require.False(t, done)
+	require.NoError(t, a.MarkTakenOver(alice))
+	done, err = b.TakenOver(alice)
+	require.NoError(t, err)
+	assert.True(t, done, "a takeover marked through A")
+
+	eventuallyIndexed(t, a)
+	eventuallyIndexed(t, b)
+}
+
+// TestPostgresRunsOfFailedAttemptsFollowOtherStores: a hook that one Store
+// counts failing and another deletes, or activates again, has no run left
+// in the first.
+func TestPostgresRunsOfFailedAttemptsFollowOtherStores(t *testing.T) {
+	dbA := pgtest.Open(t)
+	a := openShared(t, dbA, 1)
+	b := openShared(t, pgtest.Again(t, dbA), 2)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	failing := func(s *Store, id string) bool { since, _ := s.failing.of(id); return since != nil }
+
+	reactivated := mustCreate(t, a, hook(alice, "reactivated", webhook.Note))
+	deleted := mustCreate(t, a, hook(alice, "deleted", webhook.Note))
+	_, err := a.SetActive(reactivated.ID, false)
+	require.NoError(t, err)
+	eventuallyIndexed(t, b)
+	a.Attempted(reactivated.ID, t0, true)
+	a.Attempted(deleted.ID, t0, true)
+	require.True(t, failing(a, reactivated.ID))
+	require.True(t, failing(a, deleted.ID))
+
+	_, err = b.SetActive(reactivated.ID, true)
+	require.NoError(t, err)
+	require.NoError(t, b.Delete(alice, deleted.ID))
+	require.Eventually(t, func() bool { return !failing(a, reactivated.ID) && !failing(a, deleted.ID) },
+		within, 5*time.Millisecond)
+}
+
+// TestPostgresLimitHoldsAcrossStores: concurrent creates of one owner,
+// split over two Stores on one schema, never pass the limit.
+func TestPostgresLimitHoldsAcrossStores(t *testing.T) {
+	dbA := pgtest.Open(t)
+	a, err := OpenPostgres(context.Background(), dbA, contractOptions(1, Options{}))
+	require.NoError(t, err)
+	b, err := OpenPostgres(context.Background(), pgtest.Again(t, dbA), contractOptions(2, Options{}))
+	require.NoError(t, err)
+	const limit = 3
+	for round := range 5 {
+		user := fmt.Sprintf("au1lb5al9jzs%04d", round)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		created := 0
+		start := make(chan struct{})
+		for i := range 16 {
+			s := []*Store{a, b}[i%2]
+			wg.Go(func() {
+				<-start
+				_, err := s.Create(hook(user, fmt.Sprint(i), webhook.Note), limit)
+				if err == nil {
+					mu.Lock()
+					created++
+					mu.Unlock()
+				} else {
+					assert.ErrorIs(t, err, ErrLimit)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		n, err := a.Count(user)
+		require.NoError(t, err)
+		assert.Equal(t, limit, n, "round %d", round)
+		assert.Equal(t, limit, created, "round %d", round)
+	}
+}
+
+// TestPostgresReloadsEverythingAfterReconnecting: changes whose
+// notifications a Store never heard (written while its listener was gone)
+// reach its index once the listener is back.
+func TestPostgresReloadsEverythingAfterReconnecting(t *testing.T) {
+	dbA := pgtest.Open(t)
+	a, err := OpenPostgres(context.Background(), dbA, contractOptions(1, Options{}))
+	require.NoError(t, err)
+	dbB := pgtest.Again(t, dbA)
+	b := openShared(t, dbB, 2)
+	kept := mustCreate(t, a, hook(alice, "kept", webhook.Note))
+	dropped := mustCreate(t, a, hook(alice, "dropped", webhook.Mention))
+	require.Eventually(t, func() bool { return b.Subscribed(alice, webhook.Mention) }, within, 5*time.Millisecond)
+
+	// Written behind every Store's back: no notification.
+	ctx := context.Background()
+	_, err = dbA.Pool().Exec(ctx, `DELETE FROM hooks WHERE id = $1`, dropped.ID)
+	require.NoError(t, err)
+	_, err = dbA.Pool().Exec(ctx, `UPDATE hooks SET "on" = '{follow}' WHERE id = $1`, kept.ID)
+	require.NoError(t, err)
+	added := hook(bob, "added", webhook.Reply)
+	added.ID = "au1lb5zz9jzs0010"
+	_, err = dbA.Pool().Exec(ctx, `INSERT INTO hooks (id, user_id, name, url, secret, "on", active)
+		VALUES ($1, $2, $3, $4, $5, $6, true)`, added.ID, added.UserID, added.Name, added.URL, added.Secret, added.On)
+	require.NoError(t, err)
+
+	var killed int
+	require.NoError(t, dbA.Pool().QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE query = 'LISTEN '||$1::text`, `"`+dbB.Channel("hooks")+`"`).Scan(&killed))
+	require.Equal(t, 1, killed, "B's listener")
+	// And one more change, made while B may still be reconnecting.
+	later := mustCreate(t, a, hook(alice, "later", webhook.Reply))
+
+	require.Eventually(t, func() bool {
+		return b.Subscribed(bob, webhook.Reply) && b.Subscribed(alice, webhook.Follow) &&
+			!b.Subscribed(alice, webhook.Mention) && b.Subscribed(alice, webhook.Reply)
+	}, 10*time.Second, 5*time.Millisecond)
+	_, ok := b.Target(later.ID)
+	assert.True(t, ok)
+	_, ok = b.Target(dropped.ID)
+	assert.False(t, ok)
+	eventuallyIndexed(t, b)
+}
+
+// TestRunOnBadgerWaitsForItsContext: no one else writes a Badger database;
+// Run has nothing to do but return when it is told to.
+func TestRunOnBadgerWaitsForItsContext(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	t.Cleanup(func() { _ = db.Close() })
+	s, err := Open(db, Options{Rand: rand.New(rand.NewPCG(1, 2))})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	cancel()
+	assert.NoError(t, <-done)
+}
