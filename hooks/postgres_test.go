@@ -215,3 +215,42 @@ func TestRunOnBadgerWaitsForItsContext(t *testing.T) {
 	cancel()
 	assert.NoError(t, <-done)
 }
+
+// TestPostgresImportOnceAcrossStores: concurrent imports of one hook of
+// Ocean through two Stores store it once, and every one of them answers
+// with its id.
+func TestPostgresImportOnceAcrossStores(t *testing.T) {
+	dbA := pgtest.Open(t)
+	a, err := OpenPostgres(context.Background(), dbA, contractOptions(1, Options{}))
+	require.NoError(t, err)
+	b, err := OpenPostgres(context.Background(), pgtest.Again(t, dbA), contractOptions(2, Options{}))
+	require.NoError(t, err)
+	for round := range 5 {
+		oceanID := fmt.Sprintf("au1lb5cz9jzs%04d", round)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		imports, ids := 0, map[string]bool{}
+		start := make(chan struct{})
+		for i := range 8 {
+			s := []*Store{a, b}[i%2]
+			wg.Go(func() {
+				<-start
+				id, imported, err := s.Import(native(alice, oceanID, webhook.Note))
+				assert.NoError(t, err)
+				mu.Lock()
+				defer mu.Unlock()
+				ids[id] = true
+				if imported {
+					imports++
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		assert.Equal(t, 1, imports, "round %d", round)
+		assert.Equal(t, map[string]bool{oceanID: true}, ids, "round %d", round)
+	}
+	n, err := a.Count(alice)
+	require.NoError(t, err)
+	assert.Equal(t, 5, n)
+}
