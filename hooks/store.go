@@ -1,9 +1,3 @@
-// Package hooks keeps users' webhook configurations: it stores them in
-// Badger, holds an in-memory index of the active ones for the hot path,
-// answers Ocean's /api/i/webhooks/* management API (taking over the hooks a
-// user already has in Ocean at their first call), deactivates hooks whose
-// deliveries have all failed for too long (autodisable.go), and lists,
-// imports and switches hooks for the admin listener (package admin).
 package hooks
 
 import (
