@@ -34,9 +34,9 @@ func (q *Queue) Run(ctx context.Context) error {
 	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelAttempts()
 	var attempts, loops sync.WaitGroup
-	loops.Go(func() { q.every(ctx, q.opts.GCInterval, q.collectGarbage) })
+	loops.Go(func() { every(ctx, q.opts.GCInterval, q.collectGarbage) })
 	loops.Go(func() {
-		q.every(ctx, q.opts.PollInterval, func() {
+		every(ctx, q.opts.PollInterval, func() {
 			q.settleParked()
 			q.flushLatest()
 		})
@@ -44,7 +44,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	loops.Go(func() { q.jobs.run(ctx, q, q.opts.Logger, q.opts.PollInterval) })
 	loops.Go(func() { q.keepWithinBudget(ctx) })
 	loops.Go(func() {
-		q.every(ctx, q.opts.SweepInterval, func() {
+		every(ctx, q.opts.SweepInterval, func() {
 			if _, err := q.sweep(q.opts.Now()); err != nil {
 				q.opts.Logger.Error("sweep expired deliveries", "err", err)
 			}
@@ -78,20 +78,6 @@ func (q *Queue) Run(ctx context.Context) error {
 	}
 	q.flushLatest()
 	return nil
-}
-
-// every runs fn each period until ctx ends.
-func (q *Queue) every(ctx context.Context, period time.Duration, fn func()) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			fn()
-		}
-	}
 }
 
 // dispatch leases due deliveries while workers are free, hooks earliest due

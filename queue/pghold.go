@@ -1,0 +1,337 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/oceanhooks/oceanhooks/pgstore"
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// Held deliveries on PostgreSQL keep the meaning of hold.go. An event key
+// is a row of queue_event_keys; Hold and Confirm lock the rows of the keys
+// they decide about (creating them when missing) before they read them, so
+// the calls of every sidecar that concern one key are decided one after the
+// other: when several sidecars confirm the same event from Ocean's event
+// stream, the first releases or stores its deliveries and marks the key
+// confirmed, and the others find it confirmed (a repeat). A key's row
+// counts as unknown once its expires (the queue's clock) has passed; the
+// sweep removes it.
+
+// Hold stores one held delivery per active subscribed hook of each event,
+// each event by its Key, until until; an event whose key was confirmed less
+// than remember ago is not stored at all. It returns once the deliveries
+// are committed, or gives up when ctx ends.
+func (q *PGQueue) Hold(ctx context.Context, events []webhook.Event, until time.Time, remember time.Duration) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	for _, ev := range events {
+		if ev.Key == "" {
+			return 0, fmt.Errorf("hold %s: event without a key", ev.Type)
+		}
+	}
+	items, err := q.prepare(events)
+	if err != nil || len(items) == 0 {
+		return 0, err
+	}
+	now := q.opts.Now()
+	ms := until.UnixMilli()
+	expires := now.Add(max(until.Sub(now), 0) + remember).UnixMilli()
+	var stored int
+	err = q.inTx(ctx, func(tx pgx.Tx) error {
+		stored = 0
+		keys := make([]string, len(items))
+		for i, it := range items {
+			keys[i] = hashKey(it.key)
+		}
+		states, err := lockKeys(ctx, tx, keys, now.UnixMilli())
+		if err != nil {
+			return err
+		}
+		changed := map[string]bool{}
+		skip := map[string]bool{} // by occurrence: its twin came first
+		decided := map[string]bool{}
+		var keep []pending
+		for i, it := range items {
+			h := keys[i]
+			if !decided[it.occ] {
+				decided[it.occ] = true
+				st := states[h]
+				switch {
+				case !it.recurs && st.mode == keyConfirmed:
+					skip[it.occ] = true
+					continue
+				case it.recurs && st.mode == keyCredits && st.credits > 0:
+					skip[it.occ] = true
+					st.credits--
+				default:
+					st = keyState{mode: keyHeld}
+				}
+				states[h] = st
+				changed[h] = true
+			}
+			if skip[it.occ] {
+				continue
+			}
+			it.rec.State, it.rec.Due, it.rec.Key, it.rec.Occ = StateHeld, ms, h, it.occ
+			keep = append(keep, it)
+		}
+		if err := saveKeys(ctx, tx, states, changed, expires); err != nil {
+			return err
+		}
+		if len(keep) > 0 {
+			if err := insertDeliveries(ctx, tx, keep); err != nil {
+				return err
+			}
+		}
+		stored = len(keep)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("hold: %w", err)
+	}
+	q.m.enqueued.Add(float64(stored))
+	return stored, nil
+}
+
+// Confirm takes events from the confirming source, each by its Key, as
+// Queue.Confirm does: the held deliveries of an event get its body and
+// become ready at once, keeping their eventIds; an event with nothing held
+// is stored as new deliveries; an event whose key was already confirmed (by
+// this sidecar or another) is a repeat and is ignored. It returns once
+// everything is committed.
+func (q *PGQueue) Confirm(ctx context.Context, events []webhook.Event, remember time.Duration) (ConfirmResult, error) {
+	if err := ctx.Err(); err != nil {
+		return ConfirmResult{}, err
+	}
+	for _, ev := range events {
+		if ev.Key == "" {
+			return ConfirmResult{}, fmt.Errorf("confirm %s: event without a key", ev.Type)
+		}
+	}
+	now := q.opts.Now()
+	ms := now.UnixMilli()
+	expires := now.Add(remember).UnixMilli()
+	var res ConfirmResult
+	err := q.inTx(ctx, func(tx pgx.Tx) error {
+		res = ConfirmResult{}
+		keys := make([]string, len(events))
+		for i, ev := range events {
+			keys[i] = hashKey(ev.Key)
+		}
+		states, err := lockKeys(ctx, tx, keys, ms)
+		if err != nil {
+			return err
+		}
+		changed := map[string]bool{}
+		seen := map[string]bool{}
+		var fresh []pending
+		for i, ev := range events {
+			h := keys[i]
+			st := states[h]
+			if !ev.Recurs && (st.mode == keyConfirmed || seen[h]) {
+				res.Repeats++
+				continue
+			}
+			seen[h] = true
+			n := 0
+			if st.mode == keyHeld {
+				if n, err = q.releaseHeld(ctx, tx, h, ev, ms); err != nil {
+					return err
+				}
+			}
+			next := keyState{mode: keyConfirmed}
+			switch {
+			case ev.Recurs && n > 0:
+				next = keyState{mode: keyHeld} // other occurrences may still be held
+			case ev.Recurs && st.mode == keyCredits:
+				next = keyState{mode: keyCredits, credits: st.credits + 1}
+			case ev.Recurs:
+				next = keyState{mode: keyCredits, credits: 1}
+			}
+			states[h], changed[h] = next, true
+			if n > 0 {
+				res.Released += n
+				continue
+			}
+			items, err := q.prepare([]webhook.Event{ev})
+			if err != nil {
+				return err
+			}
+			fresh = append(fresh, items...)
+			res.New += len(items)
+		}
+		if err := saveKeys(ctx, tx, states, changed, expires); err != nil {
+			return err
+		}
+		if len(fresh) > 0 {
+			if err := insertDeliveries(ctx, tx, fresh); err != nil {
+				return err
+			}
+		}
+		if res.Released+res.New > 0 {
+			return q.notifyTx(ctx, tx)
+		}
+		return nil
+	})
+	if err != nil {
+		return ConfirmResult{}, fmt.Errorf("confirm: %w", err)
+	}
+	q.m.enqueued.Add(float64(res.New))
+	if res.Released+res.New > 0 {
+		q.poke()
+	}
+	return res, nil
+}
+
+// releaseHeld makes the held deliveries of key h ready at ms with ev's
+// body (a recurring event: those of the oldest held occurrence only), and
+// returns how many.
+func (q *PGQueue) releaseHeld(ctx context.Context, tx pgx.Tx, h string, ev webhook.Event, ms int64) (int, error) {
+	rows, err := tx.Query(ctx, `SELECT id, hook, user_id, event, type, created, occ FROM queue_deliveries
+		WHERE event_key = $1 AND state = 'held' ORDER BY event_key, id FOR UPDATE`, h)
+	if err != nil {
+		return 0, err
+	}
+	var (
+		id     string
+		rec    record
+		occ    string
+		ids    []string
+		bodies [][]byte
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &rec.Hook, &rec.User, &rec.Event, &rec.Type, &rec.Created, &rec.Occ}, func() error {
+		if ev.Recurs && occ != "" && rec.Occ != occ {
+			return nil
+		}
+		if ev.Recurs && occ == "" {
+			occ = rec.Occ
+		}
+		body, err := q.envelope(rec, ev.Body)
+		if err != nil {
+			return err
+		}
+		ids, bodies = append(ids, id), append(bodies, body)
+		return nil
+	})
+	if err != nil || len(ids) == 0 {
+		return 0, err
+	}
+	_, err = tx.Exec(ctx, `UPDATE queue_deliveries d SET state = 'ready', due = $3, body = o.body
+		FROM unnest($1::text[], $2::bytea[]) AS o(id, body) WHERE d.id = o.id`, ids, bodies, ms)
+	return len(ids), err
+}
+
+// Settle ends the holds due by now, oldest first, at most limit of them, as
+// Queue.Settle does. Holds another sidecar is settling at the same time are
+// passed over (SKIP LOCKED).
+func (q *PGQueue) Settle(now time.Time, limit int, deliver func(heldAt time.Time) bool) (released, dropped int, err error) {
+	ms := now.UnixMilli()
+	ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
+	defer cancel()
+	err = q.inTx(ctx, func(tx pgx.Tx) error {
+		released, dropped = 0, 0
+		rows, err := tx.Query(ctx, `SELECT id, created FROM queue_deliveries
+			WHERE state = 'held' AND due <= $1 ORDER BY due, id LIMIT $2 FOR UPDATE SKIP LOCKED`, ms, limit)
+		if err != nil {
+			return err
+		}
+		var (
+			id            string
+			created       int64
+			ready, remove []string
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&id, &created}, func() error {
+			if deliver(time.UnixMilli(created)) {
+				ready = append(ready, id)
+			} else {
+				remove = append(remove, id)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(remove) > 0 {
+			if _, err := tx.Exec(ctx, `DELETE FROM queue_deliveries WHERE id = ANY($1)`, remove); err != nil {
+				return err
+			}
+		}
+		released, dropped = len(ready), len(remove)
+		if len(ready) == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE queue_deliveries SET state = 'ready', due = $2 WHERE id = ANY($1)`, ready, ms); err != nil {
+			return err
+		}
+		return q.notifyTx(ctx, tx)
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("settle holds: %w", err)
+	}
+	if released > 0 {
+		q.poke()
+	}
+	return released, dropped, nil
+}
+
+// inTx runs fn in a transaction, again when PostgreSQL aborted it for a
+// deadlock (two calls locking event keys in another order).
+func (q *PGQueue) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	if err := q.inject("tx"); err != nil {
+		return err
+	}
+	return pgstore.InTx(ctx, q.pool, pgx.TxOptions{}, fn)
+}
+
+// lockKeys locks the rows of the hashed event keys (made when missing), in
+// key order, and returns their states; an expired one is unknown.
+func lockKeys(ctx context.Context, tx pgx.Tx, keys []string, now int64) (map[string]keyState, error) {
+	sorted := slices.Clone(keys)
+	slices.Sort(sorted)
+	sorted = slices.Compact(sorted)
+	if _, err := tx.Exec(ctx, `INSERT INTO queue_event_keys (key, expires) SELECT unnest($1::text[]), 0
+		ON CONFLICT (key) DO NOTHING`, sorted); err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `SELECT key, mode, credits, expires FROM queue_event_keys
+		WHERE key = ANY($1) ORDER BY key FOR UPDATE`, sorted)
+	if err != nil {
+		return nil, err
+	}
+	states := make(map[string]keyState, len(sorted))
+	var (
+		key, mode string
+		credits   int64
+		expires   int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&key, &mode, &credits, &expires}, func() error {
+		st := keyState{}
+		if expires > now && len(mode) == 1 {
+			st = keyState{mode: mode[0], credits: uint32(max(credits, 0))}
+		}
+		states[key] = st
+		return nil
+	})
+	return states, err
+}
+
+// saveKeys writes the states of the changed keys, each kept until expires.
+func saveKeys(ctx context.Context, tx pgx.Tx, states map[string]keyState, changed map[string]bool, expires int64) error {
+	if len(changed) == 0 {
+		return nil
+	}
+	var keys, modes []string
+	var credits []int64
+	for k := range changed {
+		st := states[k]
+		keys, modes, credits = append(keys, k), append(modes, string(st.mode)), append(credits, int64(st.credits))
+	}
+	_, err := tx.Exec(ctx, `UPDATE queue_event_keys k SET mode = o.mode, credits = o.credits, expires = $4
+		FROM unnest($1::text[], $2::text[], $3::bigint[]) AS o(key, mode, credits) WHERE k.key = o.key`, keys, modes, credits, expires)
+	return err
+}

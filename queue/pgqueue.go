@@ -1,0 +1,326 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/oceanhooks/oceanhooks/pgstore"
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// PGQueue is the delivery queue on PostgreSQL (see the package doc), shared
+// by every sidecar that opens it on the same schema. It has the methods of
+// Queue, with the same meaning. Its methods are safe for concurrent use.
+type PGQueue struct {
+	*core
+	db      *pgstore.DB
+	pool    *pgxpool.Pool
+	owner   string // this queue's name in the leases it takes
+	channel string // NOTIFY channel of new ready work
+
+	wake    chan struct{} // new work, a freed slot
+	running atomic.Bool
+	busy    atomic.Int64 // attempts in flight
+
+	enqueues groupCommit[*pgWrite]   // Enqueue's writes, committed together
+	books    groupCommit[*pgOutcome] // outcomes, written together without a sync
+	parkMu   sync.Mutex
+	parked   []*pgOutcome // outcomes whose write failed, tried again by Run
+	jobs     jobs
+
+	fault func(op string) error // test seam: an injected error for op
+}
+
+var (
+	_ backend = (*PGQueue)(nil)
+	_ backend = (*Queue)(nil)
+)
+
+// backend is the method set both queues share with the rest of the
+// code (the API, the admin listener, the merger, the matchers' sink).
+type backend interface {
+	Run(ctx context.Context) error
+	Enqueue(ctx context.Context, events []webhook.Event) (int, error)
+	Hold(ctx context.Context, events []webhook.Event, until time.Time, remember time.Duration) (int, error)
+	Confirm(ctx context.Context, events []webhook.Event, remember time.Duration) (ConfirmResult, error)
+	Settle(now time.Time, limit int, deliver func(heldAt time.Time) bool) (released, dropped int, err error)
+	List(ctx context.Context, hookID string, limit int, untilID string) ([]webhook.Delivery, error)
+	Redeliver(ctx context.Context, hookID, deliveryID string) (int, error)
+	CancelHook(ctx context.Context, hookID string) error
+	SendTest(ctx context.Context, t webhook.TestSend) (int, error)
+	DeadLetters() map[string]int
+}
+
+// dbTimeout bounds one background round trip of the queue (a claim, a batch
+// of outcomes, a sweep batch): a database that does not answer is logged
+// and tried again, never waited for forever.
+const dbTimeout = 30 * time.Second
+
+// unknownGrace is how old a delivery of a hook this sidecar does not know
+// must be before it is dropped as its hook's: a hook made through another
+// sidecar reaches this one's index within a second, so a younger delivery
+// of an unknown hook waits for it instead (see the package doc).
+const unknownGrace = time.Minute
+
+// OpenPostgres prepares the queue on db, whose schema must be migrated
+// (db.Migrate). Deliveries already stored are the queue's from the start;
+// nothing is loaded into memory.
+func OpenPostgres(ctx context.Context, db *pgstore.DB, hooks Hooks, opts Options) (*PGQueue, error) {
+	if db == nil || hooks == nil {
+		return nil, errors.New("queue: nil database or hooks")
+	}
+	c, err := newCore(hooks, opts)
+	if err != nil {
+		return nil, err
+	}
+	q := &PGQueue{
+		core:    c,
+		db:      db,
+		pool:    db.Pool(),
+		owner:   uuid.NewString(),
+		channel: db.Channel("queue"),
+		wake:    make(chan struct{}, 1),
+	}
+	q.enqueues.commit = q.commitEnqueues
+	q.books.commit = q.writeOutcomes
+	if _, err := q.pool.Exec(ctx, `SELECT 1 FROM queue_deliveries LIMIT 0`); err != nil {
+		return nil, fmt.Errorf("queue: the store's schema is not ready (migrate it first): %w", err)
+	}
+	q.m = newMetrics(q)
+	if q.opts.Registerer != nil {
+		if err := q.m.register(q.opts.Registerer); err != nil {
+			return nil, fmt.Errorf("queue: metrics: %w", err)
+		}
+	}
+	return q, nil
+}
+
+// pgWrite is one Enqueue call's deliveries on their way into the store.
+type pgWrite struct {
+	items []pending
+	done  chan error
+}
+
+// Enqueue stores one delivery per active subscribed hook of each event and
+// returns, once they are committed, how many it stored. The deliveries of
+// one call are in one transaction, shared with the calls that arrived while
+// the previous one was being committed (group commit).
+//
+// Enqueue gives up when ctx ends before the commit: the caller gets ctx's
+// error and must count the events as possibly lost; the commit goes on, and
+// its deliveries are delivered if it completes.
+func (q *PGQueue) Enqueue(ctx context.Context, events []webhook.Event) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	items, err := q.prepare(events)
+	if err != nil || len(items) == 0 {
+		return 0, err
+	}
+	w := &pgWrite{items: items, done: make(chan error, 1)}
+	q.enqueues.submit(w)
+	select {
+	case err := <-w.done:
+		if err != nil {
+			return 0, fmt.Errorf("enqueue: %w", err)
+		}
+		return len(items), nil
+	case <-ctx.Done():
+		q.m.abandoned.Add(float64(len(items)))
+		return 0, fmt.Errorf("enqueue: gave up waiting for the database: %w", ctx.Err())
+	}
+}
+
+// commitEnqueues commits the writes of a round in one transaction; when
+// that fails, each write is tried in one of its own, so that one caller's
+// bad write costs the others nothing.
+func (q *PGQueue) commitEnqueues(ws []*pgWrite) {
+	ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
+	defer cancel()
+	var all []pending
+	for _, w := range ws {
+		all = append(all, w.items...)
+	}
+	err := q.insertReady(ctx, all)
+	if err != nil && len(ws) > 1 {
+		for _, w := range ws {
+			q.finishEnqueue(w, q.insertReady(ctx, w.items))
+		}
+		return
+	}
+	for _, w := range ws {
+		q.finishEnqueue(w, err)
+	}
+}
+
+func (q *PGQueue) finishEnqueue(w *pgWrite, err error) {
+	if err == nil {
+		q.m.enqueued.Add(float64(len(w.items)))
+		q.poke()
+	}
+	w.done <- err
+}
+
+// insertReady stores items in one transaction and tells every sidecar.
+func (q *PGQueue) insertReady(ctx context.Context, items []pending) error {
+	if err := q.inject("enqueue"); err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
+		if err := insertDeliveries(ctx, tx, items); err != nil {
+			return err
+		}
+		return q.notifyTx(ctx, tx)
+	})
+}
+
+// insertDeliveries stores items as they are (state, due; held ones with
+// their event key and occurrence) in one statement.
+func insertDeliveries(ctx context.Context, tx pgx.Tx, items []pending) error {
+	n := len(items)
+	ids, hooks, users, events, types, states, keys, occs := make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n), make([]string, n), make([]*string, n), make([]*string, n)
+	created, due := make([]int64, n), make([]int64, n)
+	bodies := make([][]byte, n)
+	for i, it := range items {
+		ids[i], hooks[i], users[i], events[i], types[i], states[i] = it.id, it.rec.Hook, it.rec.User, it.rec.Event, it.rec.Type, it.rec.State
+		created[i], due[i], bodies[i] = it.rec.Created, it.rec.Due, it.body
+		if it.rec.State == StateHeld {
+			keys[i], occs[i] = &items[i].rec.Key, &items[i].rec.Occ
+		}
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO queue_deliveries (id, hook, user_id, event, type, state, event_key, occ, created, due, body)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::bytea[])`,
+		ids, hooks, users, events, types, states, keys, occs, created, due, bodies)
+	return err
+}
+
+// notifyTx tells every sidecar, when tx commits, that there is new ready
+// work.
+func (q *PGQueue) notifyTx(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, q.channel)
+	return err
+}
+
+// poke wakes the dispatcher without blocking.
+func (q *PGQueue) poke() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// inject returns the error the fault seam injects for op, if any.
+func (q *PGQueue) inject(op string) error {
+	if q.fault == nil {
+		return nil
+	}
+	return q.fault(op)
+}
+
+// DeadLetters counts the dead letters of each hook that has any (every
+// sidecar's: they are counted in the store).
+func (q *PGQueue) DeadLetters() map[string]int {
+	ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
+	defer cancel()
+	rows, err := q.pool.Query(ctx, `SELECT hook, count(*) FROM queue_deliveries WHERE state = 'dead' GROUP BY hook`)
+	if err != nil {
+		q.opts.Logger.Error("count dead letters", "err", err)
+		return nil
+	}
+	var m map[string]int
+	var hook string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&hook, &n}, func() error {
+		if m == nil {
+			m = map[string]int{}
+		}
+		m[hook] = n
+		return nil
+	})
+	if err != nil {
+		q.opts.Logger.Error("count dead letters", "err", err)
+		return nil
+	}
+	return m
+}
+
+// depth counts the store's deliveries by state (every sidecar's), each
+// count an index-only scan of a partial index that holds just those rows.
+func (q *PGQueue) depth() depth {
+	ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
+	defer cancel()
+	var d depth
+	var oldest *int64
+	err := q.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM queue_deliveries WHERE state = 'ready' AND lease_owner IS NULL),
+		(SELECT count(*) FROM queue_deliveries WHERE lease_owner IS NOT NULL),
+		(SELECT count(*) FROM queue_deliveries WHERE state = 'dead'),
+		(SELECT count(*) FROM queue_deliveries WHERE state = 'held'),
+		(SELECT min(due) FROM queue_deliveries WHERE state = 'ready' AND lease_owner IS NULL)`).
+		Scan(&d.ready, &d.leased, &d.dead, &d.held, &oldest)
+	if err != nil {
+		q.opts.Logger.Error("read the queue's depth", "err", err)
+		return depth{}
+	}
+	if now := q.opts.Now().UnixMilli(); oldest != nil && *oldest < now {
+		d.oldest = time.Duration(now-*oldest) * time.Millisecond
+	}
+	return d
+}
+
+// groupCommit is a leader/follower group commit: a submit that finds no
+// round in flight starts one, in a goroutine of its own (so that a caller
+// can stop waiting while the database hangs, and the round still
+// completes); the round hands commit everything waiting at that moment (at
+// most maxRound), and what arrives meanwhile goes in the next round. commit
+// reports to each item itself.
+type groupCommit[T any] struct {
+	commit func(items []T)
+
+	mu      sync.Mutex
+	pending []T
+	leading bool
+	wg      sync.WaitGroup // items submitted and not yet committed
+}
+
+func (g *groupCommit[T]) submit(item T) {
+	g.wg.Add(1)
+	g.mu.Lock()
+	g.pending = append(g.pending, item)
+	start := !g.leading
+	g.leading = true
+	g.mu.Unlock()
+	if start {
+		go g.lead()
+	}
+}
+
+func (g *groupCommit[T]) lead() {
+	for {
+		g.mu.Lock()
+		if len(g.pending) == 0 {
+			g.leading = false
+			g.mu.Unlock()
+			return
+		}
+		n := min(len(g.pending), maxRound)
+		round := g.pending[:n:n]
+		g.pending = append([]T(nil), g.pending[n:]...)
+		g.mu.Unlock()
+		g.commit(round)
+		g.wg.Add(-n)
+	}
+}
+
+// drain returns once everything submitted before it has been committed
+// (or failed).
+func (g *groupCommit[T]) drain() { g.wg.Wait() }
