@@ -254,3 +254,13 @@ func TestPostgresImportOnceAcrossStores(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 5, n)
 }
+
+// TestOpenPostgresWantsAMigratedSchema: a schema without the hooks table is
+// refused with a clear error, not a failed query later.
+func TestOpenPostgresWantsAMigratedSchema(t *testing.T) {
+	url := pgtest.ServerURL(t)
+	db := pgtest.OpenSchema(t, url, pgtest.NewSchema(t, url))
+	_, err := OpenPostgres(context.Background(), db, Options{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "migrate it first")
+}
