@@ -11,8 +11,9 @@ import (
 	"github.com/oceanhooks/oceanhooks/stream"
 )
 
-// ready answers the admin listener's /readyz: 200 when the store is open,
-// the upstream accepts connections and no shutdown has begun, else 503 with
+// ready answers the admin listener's /readyz: 200 when the store is open
+// (on PostgreSQL: answers a query and this sidecar hears the others'
+// changes), the upstream accepts connections and no shutdown has begun, else 503 with
 // the reason; with the event stream configured, its state too (not a reason
 // to be unready: the API tap covers local calls meanwhile).
 func (s *Server) ready(ctx context.Context) (int, map[string]any) {
@@ -55,11 +56,14 @@ func (s *Server) notReady(ctx context.Context) string {
 	if s.draining.Load() {
 		return "shutting down"
 	}
-	if s.db == nil || s.db.IsClosed() {
+	if s.store == nil {
 		return "store closed"
 	}
 	ctx, cancel := context.WithTimeout(ctx, min(ReadyProbeTimeout, s.cfg.Proxy.DialTimeout.D()))
 	defer cancel()
+	if reason := s.store.unavailable(ctx); reason != "" {
+		return reason
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", hostPort(s.upstream))
 	if err != nil {

@@ -336,7 +336,7 @@ func TestAdminOperatorRoutesAcrossShutdown(t *testing.T) {
 	stopDriving()
 	wg.Wait()
 	assert.Empty(t, unexpected, "answers across shutdown")
-	require.True(t, r.db.IsClosed())
+	require.True(t, r.store.(*badgerStore).db.IsClosed())
 
 	for _, c := range calls {
 		status, body, p := serve(c.method, c.path, c.body)

@@ -1,7 +1,8 @@
-// Package server wires oceanhooks together and runs it: it opens the store,
-// builds the hook store, the Ocean client, the queue, the event engine and the
-// proxy, serves the proxy and the admin listener, and shuts everything down
-// in order when its context ends.
+// Package server wires oceanhooks together and runs it: it opens the store
+// (embedded Badger in dataDir, or PostgreSQL shared by several sidecars:
+// store.backend), builds the hook store, the Ocean client, the queue, the
+// event engine and the proxy, serves the proxy and the admin listener, and
+// shuts everything down in order when its context ends.
 package server
 
 import (
@@ -12,14 +13,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -62,9 +59,9 @@ type Server struct {
 	upstream       *url.URL
 	oceanTransport *http.Transport
 	reg            *prometheus.Registry
-	db             *badger.DB
+	store          store // nil until opened
 	hooks          *hooks.Store
-	queue          *queue.Queue
+	queue          deliveryQueue
 	proxy          *proxy.Proxy
 	merger         *confirm.Merger    // nil without the event stream
 	stream         *stream.Subscriber // nil without the event stream
@@ -82,20 +79,41 @@ type Server struct {
 	after func(time.Duration) <-chan time.Time
 }
 
+// deliveryQueue is what the server needs of the queue, whichever the
+// backend: *queue.Queue on Badger, *queue.PGQueue on PostgreSQL.
+type deliveryQueue interface {
+	confirm.Store
+	hooks.Deliveries
+	admin.Deliveries
+	Run(ctx context.Context) error
+}
+
+var (
+	_ deliveryQueue = (*queue.Queue)(nil)
+	_ deliveryQueue = (*queue.PGQueue)(nil)
+)
+
 // Run builds oceanhooks from cfg and runs it until ctx ends, then shuts down
-// gracefully (see Server.Run). It returns nil after a clean shutdown.
+// gracefully (see Server.Run). It returns nil after a clean shutdown. Ending
+// ctx while the store opens (a PostgreSQL server that does not answer, a
+// migration lock held by another sidecar) stops the start.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	s, err := New(cfg, logger)
+	s, err := build(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	return s.Run(ctx)
 }
 
-// New validates cfg, opens the store in cfg.DataDir, builds every part and
-// binds both listeners, so that a busy port or a locked data dir is reported
-// before anything runs. The caller must Run or Close the Server.
-func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
+// New validates cfg, opens the store (Badger in cfg.DataDir, or PostgreSQL,
+// migrated), builds every part and binds both listeners, so that a busy
+// port, a locked data dir or an unreachable database is reported before
+// anything runs. The caller must Run or Close the Server.
+func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
+	return build(context.Background(), cfg, logger)
+}
+
+func build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -127,13 +145,8 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 		collectors.NewBuildInfoCollector(),
 	)
 
-	budget := int64(cfg.Store.MemoryBudget)
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(queue.GoMemoryLimit(budget))
-	}
-	opts := queue.BadgerOptionsWithin(cfg.DataDir, budget).WithLogger(badgerLogger{logger.With("component", "badger")})
-	if s.db, err = badger.Open(opts); err != nil {
-		return nil, fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+	if s.store, err = openStore(ctx, cfg, logger); err != nil {
+		return nil, err
 	}
 	token, created, err := loadAdminToken(cfg)
 	if err != nil {
@@ -143,7 +156,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 		logger.Info("generated the admin token; it is shown only this once (the operator commands read it from the file)",
 			"file", cfg.AdminTokenPath(), "token", token)
 	}
-	if s.hooks, err = hooks.Open(s.db, hooks.Options{
+	if s.hooks, err = s.store.openHooks(ctx, hooks.Options{
 		Logger:       logger.With("component", "hooks"),
 		DisableAfter: cfg.Delivery.DisableAfter.D(),
 		Registerer:   s.reg,
@@ -165,7 +178,7 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 		HTTPClient: &http.Client{Transport: s.oceanTransport},
 		Logger:     logger.With("component", "ocean"),
 	})
-	if s.queue, err = queue.Open(s.db, s.hooks, queue.Options{
+	if s.queue, err = s.store.openQueue(ctx, s.hooks, queue.Options{
 		ServerURL:              cfg.ServerURL(),
 		HeaderPrefix:           cfg.Delivery.HeaderPrefix,
 		Workers:                cfg.Delivery.Workers,
@@ -177,8 +190,6 @@ func New(cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 		QuickRetries:           quickRetries(cfg.Delivery.QuickRetries),
 		DeadLetterTTL:          cfg.Delivery.DeadLetterTTL.D(),
 		AllowedPrivateNetworks: allowed,
-		GCInterval:             cfg.Store.GCInterval.D(),
-		MemoryBudget:           budget,
 		ShutdownGrace:          cfg.ShutdownGrace.D(),
 		Logger:                 logger.With("component", "queue"),
 		Registerer:             s.reg,
@@ -358,6 +369,12 @@ func (s *Server) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
+		if err := s.hooks.Run(gctx); err != nil {
+			return fmt.Errorf("hooks: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
 		<-gctx.Done()
 		s.shutdownHTTP()
 		return nil
@@ -419,7 +436,7 @@ func (s *Server) Close() error {
 		if s.oceanTransport != nil {
 			defer s.oceanTransport.CloseIdleConnections()
 		}
-		if s.db == nil {
+		if s.store == nil {
 			return
 		}
 		// After a forced close, handlers may still be finishing an enqueue;
@@ -434,24 +451,9 @@ func (s *Server) Close() error {
 		if left > 0 {
 			s.log.Warn("closing the store while handlers are still running", "handlers", left)
 		}
-		if err := s.db.Close(); err != nil {
+		if err := s.store.close(); err != nil {
 			s.closeErr = fmt.Errorf("close store: %w", err)
 		}
 	})
 	return s.closeErr
 }
-
-// badgerLogger passes Badger's warnings and errors to slog and drops its
-// informational chatter.
-type badgerLogger struct{ log *slog.Logger }
-
-func (l badgerLogger) Errorf(format string, args ...any) {
-	l.log.Error(strings.TrimSpace(fmt.Sprintf(format, args...)))
-}
-
-func (l badgerLogger) Warningf(format string, args ...any) {
-	l.log.Warn(strings.TrimSpace(fmt.Sprintf(format, args...)))
-}
-
-func (badgerLogger) Infof(string, ...any)  {}
-func (badgerLogger) Debugf(string, ...any) {}

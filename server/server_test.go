@@ -244,7 +244,7 @@ func TestProxyForwardsAndStopsCleanly(t *testing.T) {
 	assert.Contains(t, r.logs.String(), "stopped")
 	_, err = net.Dial("tcp", r.Addr().String())
 	assert.Error(t, err, "the listener is closed after Run")
-	assert.True(t, r.db.IsClosed(), "the store is closed after Run")
+	assert.True(t, r.store.(*badgerStore).db.IsClosed(), "the store is closed after Run")
 }
 
 // TestShutdownLetsInFlightRequestsFinish: a request in flight when the
