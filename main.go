@@ -27,6 +27,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/oceanhooks/oceanhooks/config"
+	"github.com/oceanhooks/oceanhooks/pgstore"
 	"github.com/oceanhooks/oceanhooks/server"
 )
 
@@ -176,6 +177,28 @@ func newApp(stdout, stderr io.Writer, environ []string) *cli.App {
 			},
 			importCommand(stdout, environ),
 			{
+				Name:  "migrate",
+				Usage: "apply the PostgreSQL store's migrations (store.backend: postgres) and print what it applied",
+				Description: "serve applies them too when it starts; run this first to migrate once before starting\n" +
+					"several sidecars, or to see where the schema stands. Several may run at once: a lock in the\n" +
+					"database lets one apply each migration and the others find nothing left to do.",
+				Flags: []cli.Flag{&cli.StringFlag{
+					Name:    "config",
+					Aliases: []string{"c"},
+					Usage:   "the server's config `FILE` (default: $" + config.EnvConfigFile + "), read for store.postgres",
+				}},
+				Action: func(c *cli.Context) error {
+					if c.NArg() > 0 {
+						return fmt.Errorf("migrate takes no arguments, got %q", c.Args().Slice())
+					}
+					cfg, err := loadConfig(c, c.String("config"), environ)
+					if err != nil {
+						return err
+					}
+					return migrate(c.Context, cfg, stdout)
+				},
+			},
+			{
 				Name:  "hooks",
 				Usage: "inspect hooks through the running server's admin listener",
 				Subcommands: []*cli.Command{{
@@ -280,6 +303,43 @@ func newApp(stdout, stderr io.Writer, environ []string) *cli.App {
 			},
 		},
 	}
+}
+
+// migrateTimeout bounds `oceanhooks migrate`: connecting, waiting for
+// another sidecar's migration lock, and the migrations.
+const migrateTimeout = 10 * time.Minute
+
+// migrate applies the PostgreSQL store's pending migrations and prints each,
+// then the schema's version.
+func migrate(ctx context.Context, cfg config.Config, w io.Writer) error {
+	if cfg.Store.Backend != config.BackendPostgres {
+		return fmt.Errorf("migrate: store.backend is %s: only the postgres backend has migrations (set store.backend: postgres and store.postgres.url, or %s)",
+			cfg.Store.Backend, config.EnvName("store.postgres.url"))
+	}
+	ctx, cancel := context.WithTimeout(ctx, migrateTimeout)
+	defer cancel()
+	db, err := pgstore.Open(ctx, cfg.Store.Postgres.URL, cfg.Store.Postgres.Schema, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer db.Close()
+	applied, err := db.Migrate(ctx)
+	for _, m := range applied {
+		fmt.Fprintf(w, "applied %04d_%s\n", m.Version, m.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	v, err := db.Version(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if len(applied) == 0 {
+		fmt.Fprintf(w, "schema %s on %s is current, at version %d\n", db.Schema(), db.Server(), v)
+	} else {
+		fmt.Fprintf(w, "schema %s on %s is now at version %d\n", db.Schema(), db.Server(), v)
+	}
+	return nil
 }
 
 // loadConfig builds the effective config of file (else $OCEANHOOKS_CONFIG),

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -26,6 +27,8 @@ import (
 
 	"github.com/oceanhooks/oceanhooks/config"
 	"github.com/oceanhooks/oceanhooks/internal/oceantest"
+	"github.com/oceanhooks/oceanhooks/internal/pgtest"
+	"github.com/oceanhooks/oceanhooks/pgstore"
 	"github.com/oceanhooks/oceanhooks/server"
 )
 
@@ -373,9 +376,26 @@ func createHook(t *testing.T, proxyAddr, token, name string) string {
 	return h.ID
 }
 
+// TestOperatorCommandsAgainstARunningServer runs every operator command
+// against a server on each store backend.
 func TestOperatorCommandsAgainstARunningServer(t *testing.T) {
+	for _, backend := range []string{config.BackendBadger, config.BackendPostgres} {
+		t.Run(backend, func(t *testing.T) {
+			testOperatorCommands(t, func(c *config.Config) {
+				if backend == config.BackendPostgres {
+					url := pgtest.ServerURL(t)
+					c.Store.Backend = backend
+					c.Store.Postgres.URL = url
+					c.Store.Postgres.Schema = pgtest.NewSchema(t, url)
+				}
+			})
+		})
+	}
+}
+
+func testOperatorCommands(t *testing.T, backend func(*config.Config)) {
 	oc := oceantest.New(t)
-	s, cfg := startServer(t, oc.URL, nil)
+	s, cfg := startServer(t, oc.URL, backend)
 	admin := "http://" + s.AdminAddr().String()
 	// The operator commands find the token in the server's data dir.
 	env := []string{"OCEANHOOKS_DATA_DIR=" + cfg.DataDir}
@@ -512,4 +532,52 @@ func TestOperatorCommandsWithATokenFile(t *testing.T) {
 	stdout, _, err := runCLI(t, []string{"OCEANHOOKS_ADMIN_TOKEN_FILE=" + tokenFile}, "hooks", "list", "--admin", s.AdminAddr().String())
 	require.NoError(t, err)
 	assert.Contains(t, stdout, "1 hooks")
+}
+
+// TestMigrate: `oceanhooks migrate` applies every migration to a fresh
+// schema and prints each, finds nothing to do the second time, and refuses
+// the badger backend and an unreachable server.
+func TestMigrate(t *testing.T) {
+	url := pgtest.ServerURL(t)
+	schema := pgtest.NewSchema(t, url)
+	env := []string{"OCEANHOOKS_STORE_BACKEND=postgres", "OCEANHOOKS_STORE_POSTGRES_URL=" + url, "OCEANHOOKS_STORE_POSTGRES_SCHEMA=" + schema}
+	ms, err := pgstore.Migrations()
+	require.NoError(t, err)
+	require.NotEmpty(t, ms)
+	last := ms[len(ms)-1].Version
+
+	stdout, _, err := runCLI(t, env, "migrate")
+	require.NoError(t, err)
+	for _, m := range ms {
+		assert.Contains(t, stdout, fmt.Sprintf("applied %04d_%s\n", m.Version, m.Name))
+	}
+	assert.Contains(t, stdout, fmt.Sprintf("schema %s on 127.0.0.1:", schema))
+	assert.Contains(t, stdout, fmt.Sprintf("is now at version %d\n", last))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db := pgtest.OpenSchema(t, url, schema)
+	v, err := db.Version(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, last, v, "the schema is migrated")
+
+	stdout, _, err = runCLI(t, env, "migrate")
+	require.NoError(t, err)
+	assert.NotContains(t, stdout, "applied")
+	assert.Contains(t, stdout, fmt.Sprintf("is current, at version %d\n", last))
+
+	t.Run("badger", func(t *testing.T) {
+		_, _, err := runCLI(t, []string{"OCEANHOOKS_STORE_POSTGRES_URL=" + url}, "migrate")
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "store.backend is badger: only the postgres backend has migrations")
+	})
+	t.Run("unreachable", func(t *testing.T) {
+		dead := httptest.NewServer(http.NotFoundHandler())
+		dead.Close()
+		bad := "postgres://oceanhooks:hunter2secret@" + strings.TrimPrefix(dead.URL, "http://") + "/ocean?sslmode=disable"
+		_, _, err := runCLI(t, []string{"OCEANHOOKS_STORE_BACKEND=postgres", "OCEANHOOKS_STORE_POSTGRES_URL=" + bad}, "migrate")
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "migrate: postgres")
+		assert.NotContains(t, err.Error(), "hunter2secret", "the password is never shown")
+	})
 }
