@@ -3,9 +3,16 @@
 // with signatures and an SSRF guard, retries with backoff, keeps an attempt log
 // and dead letters, and lets users and operators list and redeliver.
 //
+// There are two stores with one method set: Queue on the server's embedded
+// Badger database (one process; the sections up to PostgreSQL), and PGQueue
+// on PostgreSQL, shared by several sidecars (section PostgreSQL). Everything
+// about a delivery that does not depend on where it is stored (envelope,
+// headers, signature, one attempt, its outcome and backoff, the attempt log
+// entry, the listing's form) is one code path of both (core).
+//
 // # Storage
 //
-// The queue shares the server's Badger database; every key it writes starts
+// The Badger queue shares the server's Badger database; every key it writes starts
 // with "q/". Delivery ids are Ocean-style (aidx: 8 base-36 digits of
 // milliseconds since 2000-01-01, 4 of node, 4 of counter), so they sort by
 // creation time.
@@ -95,4 +102,100 @@
 // Open returns nothing to ready: leases were never written (a lease an older
 // version stored, q/l/<id>, is turned back into a ready key there). Delivery
 // is therefore at least once.
+//
+// # PostgreSQL
+//
+// PGQueue keeps the same contract in three tables of the store's schema
+// (pgstore/migrations/0002_queue.sql): queue_deliveries (one row per
+// delivery: record, envelope, lease, attempt log as a JSON array of the
+// latest 10 entries), queue_event_keys (Hold/Confirm) and queue_jobs
+// (redeliver-all jobs in progress). It is plain SQL with SELECT … FOR
+// UPDATE SKIP LOCKED on these tables, not River: River's jobs carry their
+// own attempt count, retry schedule and discarded state, so the per-hook
+// concurrency limit (a paid River feature), the attempt log of the last 10,
+// Retry-After, 410 deactivation, redelivery that resets attempts and keeps
+// the eventId, dead letters that expire and are listed per hook, and cancel
+// on hook delete would each be a translation between its model and ours,
+// and the listing would read River's tables. Our own rows are what List,
+// Redeliver and the dashboard read, and the attempt path is the Badger
+// queue's.
+//
+// Enqueue: the deliveries of a call are inserted in one transaction (one
+// multi-row INSERT), committed with the server's synchronous_commit (on by
+// default; the store must not turn it off) before Enqueue returns. Calls
+// share commits: a call that finds no commit in flight commits, in a
+// goroutine of its own, every call waiting at that moment in one
+// transaction; calls arriving meanwhile wait for the next (groupCommit). A
+// caller whose context ends first gets its error at once, counted in
+// oceanhooks_queue_enqueue_abandoned_total, and its write goes on. The
+// commit sends NOTIFY on the schema's "queue" channel, which every
+// sidecar's Run listens to, so another sidecar claims new work at once;
+// PollInterval covers retries coming due and a lost notification.
+//
+// Claims: a delivery being attempted carries a lease in its row
+// (lease_owner: the PGQueue's random name; lease_until: the database's
+// clock plus AttemptTimeout + ShutdownGrace), taken by one UPDATE whose
+// candidates are read with FOR UPDATE SKIP LOCKED. Claims of all sidecars
+// take turns under a transaction-level advisory lock of the schema, and the
+// claim statement counts each hook's live leases, so PerHookConcurrency
+// holds across sidecars and no two sidecars ever lease one delivery. Each
+// claim first frees the leases past their time: a killed sidecar's
+// deliveries are claimed by the others, or by itself after a restart, once
+// its leases expire. A claim walks the hooks that have ready deliveries one
+// index probe each (earliest due first), so a hook with a large backlog at
+// its limit does not hold up the others. Workers bounds each sidecar's own
+// attempts. Claims are committed with a sync: a lease is durable before its
+// attempt starts.
+//
+// Outcomes (state, attempts, due, expiry, the attempt log entry, the lease
+// ended) are written in batches: whatever outcomes gathered while the
+// previous batch was written go in one transaction with SET LOCAL
+// synchronous_commit = off, updating only rows whose lease is still the
+// attempt's (an outcome never resurrects a delivery removed, redelivered or
+// re-leased meanwhile). A batch whose write fails is tried again every
+// PollInterval while its leases last. Run's end writes every outcome and
+// gives back every lease it still holds. A delivery of a hook this sidecar
+// does not know yet is given back, due again after PollInterval, unless it
+// is older than a minute (its hook is gone: it is dropped); a hook made
+// through another sidecar reaches this one within a second. The hooks'
+// latest attempts go to the hook store in batches, as on Badger.
+//
+// What each crash leaves (a sidecar's SIGKILL, or PostgreSQL's own crash):
+//
+//   - During an enqueue's commit: every caller that got an answer has all its
+//     deliveries stored; a caller that got none finds all or none of them.
+//   - After a receiver accepted a delivery, before its outcome's batch is
+//     durable: the delivery is leased until its lease expires, then ready with
+//     its former attempt count and log, and sent again (same eventId: one
+//     duplicate). Never lost, never dead on account of the crash. A
+//     PostgreSQL crash loses at most the outcomes of the last moments (their
+//     commits were not synced), with the same result.
+//   - After a failed attempt, before its outcome is durable: the attempt is
+//     made again and counted then. A delivery becomes dead only with the
+//     write that records its last attempt, in one statement.
+//   - A clean stop writes every outcome and gives its leases back at once.
+//
+// Delivery is at least once; no two sidecars attempt one delivery at the
+// same time while the leases hold (an attempt is bounded by AttemptTimeout,
+// within its lease).
+//
+// Hold, Confirm and Settle keep the meaning of hold.go. An event key is a
+// row of queue_event_keys, locked (and made when missing) by every Hold and
+// Confirm that decides about it, so their calls on all sidecars are decided
+// one after the other. Each sidecar that reads Ocean's event stream
+// confirms every event it sees: the first Confirm of an event releases the
+// held deliveries or stores new ones and marks the key confirmed, and the
+// others, finding it confirmed, count a repeat; the dedupe key in the
+// database (rather than one subscriber chosen through PostgreSQL) needs no
+// failover: any sidecar that sees an event can deliver it. Settle takes the
+// holds due with SKIP LOCKED, so several sidecars settle different holds.
+//
+// The depth gauges count the store's rows (every sidecar's) at each scrape,
+// each count over a partial index that holds just those rows; DeadLetters
+// counts per hook the same way. The sweep removes delivered and dead rows
+// past their expiry in batches, and expired event keys. CancelHook and
+// redeliver-all run as on Badger (jobs.go); the redeliver-all cursor is a
+// row of queue_jobs, moved in the transaction of each batch, and when a
+// sidecar starts it removes the deliveries of hooks it does not know whose
+// newest delivery is older than a minute.
 package queue
