@@ -480,3 +480,36 @@ func TestContractHoldConfirmSettle(t *testing.T) {
 		assert.Len(t, listed(t, q, "h1"), 3)
 	})
 }
+
+// TestContractListPages: a listing is newest first, limit at a time, the
+// next page older than the last id listed; one hook's or every hook's.
+func TestContractListPages(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		fh := newFakeHooks()
+		fh.add("h1", "u1", "http://127.0.0.1:1/", "", "note")
+		fh.add("h2", "u1", "http://127.0.0.1:1/", "", "note")
+		q, _ := s.open(t, fh, testOptions(nil))
+		for range 3 {
+			put(t, q, event("u1", "note", `{}`))
+		}
+		ctx := context.Background()
+		all := listed(t, q, "")
+		require.Len(t, all, 6)
+		for i := 1; i < len(all); i++ {
+			assert.Greater(t, all[i-1].ID, all[i].ID, "newest first")
+		}
+		page, err := q.List(ctx, "h1", 2, "")
+		require.NoError(t, err)
+		require.Len(t, page, 2)
+		rest, err := q.List(ctx, "h1", 2, page[1].ID)
+		require.NoError(t, err)
+		require.Len(t, rest, 1)
+		assert.Less(t, rest[0].ID, page[1].ID)
+		for _, d := range append(page, rest...) {
+			assert.Equal(t, "h1", d.HookID)
+		}
+		older, err := q.List(ctx, "", 10, all[3].ID)
+		require.NoError(t, err)
+		assert.Equal(t, all[4:], older)
+	})
+}

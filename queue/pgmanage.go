@@ -25,18 +25,18 @@ func (q *PGQueue) List(ctx context.Context, hookID string, limit int, untilID st
 	if hookID != "" && !validHookID(hookID) {
 		return out, nil
 	}
-	until := untilID
-	if until == "" {
-		until = "\U0010FFFF" // after every id
+	where, order := "true", "id DESC"
+	args := []any{limit}
+	if hookID != "" {
+		args = append(args, hookID)
+		where, order = "hook = $2", "hook DESC, id DESC" // the hook index's order
+	}
+	if untilID != "" {
+		args = append(args, untilID)
+		where += fmt.Sprintf(" AND id < $%d", len(args))
 	}
 	sql := `SELECT id, hook, user_id, event, type, created, state, due, logged, log, ` + isLeasedSQL + `
-		FROM queue_deliveries WHERE id < $1 ORDER BY id DESC LIMIT $2`
-	args := []any{until, limit}
-	if hookID != "" {
-		sql = `SELECT id, hook, user_id, event, type, created, state, due, logged, log, ` + isLeasedSQL + `
-			FROM queue_deliveries WHERE hook = $3 AND id < $1 ORDER BY hook DESC, id DESC LIMIT $2`
-		args = append(args, hookID)
-	}
+		FROM queue_deliveries WHERE ` + where + ` ORDER BY ` + order + ` LIMIT $1`
 	rows, err := q.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)

@@ -290,6 +290,7 @@ type groupCommit[T any] struct {
 	pending []T
 	leading bool
 	wg      sync.WaitGroup // items submitted and not yet committed
+	rounds  atomic.Int64   // rounds committed, for tests and benchmarks
 }
 
 func (g *groupCommit[T]) submit(item T) {
@@ -317,6 +318,7 @@ func (g *groupCommit[T]) lead() {
 		g.pending = append([]T(nil), g.pending[n:]...)
 		g.mu.Unlock()
 		g.commit(round)
+		g.rounds.Add(1)
 		g.wg.Add(-n)
 	}
 }

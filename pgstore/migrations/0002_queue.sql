@@ -1,13 +1,15 @@
 -- The delivery queue (package queue, PGQueue). Times are unix milliseconds
 -- of the queue's clock, except lease_until, which is the database's clock
--- (every sidecar reads the same one).
+-- (every sidecar reads the same one). Ids and keys compare bytewise
+-- (COLLATE "C"), as the queue compares them in Go, whatever the database's
+-- collation.
 
 -- One row per delivery: its record, its envelope (sent verbatim on every
 -- attempt), its lease while an attempt holds it, and its attempt log (the
 -- latest entries, oldest first).
 CREATE TABLE queue_deliveries (
-    id          text PRIMARY KEY,           -- aidx: sorts by creation
-    hook        text NOT NULL,
+    id          text COLLATE "C" PRIMARY KEY, -- aidx: sorts by creation
+    hook        text COLLATE "C" NOT NULL,
     user_id     text NOT NULL,
     event       text NOT NULL,              -- the envelope's eventId
     type        text NOT NULL,
@@ -17,7 +19,7 @@ CREATE TABLE queue_deliveries (
     logged      integer NOT NULL DEFAULT 0, -- attempt log entries ever written
     due         bigint NOT NULL,            -- ready: when it is due; held: when the hold ends
     expires     bigint,                     -- delivered and dead: when the sweep removes it
-    event_key   text,                       -- held: the hashed event key
+    event_key   text COLLATE "C",           -- held: the hashed event key
     occ         text,                       -- held: the occurrence (first delivery id of its event)
     lease_owner text,                       -- the queue whose attempt holds it
     lease_until timestamptz,                -- free again after this
@@ -51,7 +53,7 @@ CREATE INDEX queue_deliveries_held_key ON queue_deliveries (event_key, id)
 -- 'n' credits (confirmed occurrences no hold matched yet), '' not decided.
 -- A row past expires counts as unknown.
 CREATE TABLE queue_event_keys (
-    key     text PRIMARY KEY,
+    key     text COLLATE "C" PRIMARY KEY,
     mode    text NOT NULL DEFAULT '',
     credits integer NOT NULL DEFAULT 0,
     expires bigint NOT NULL
@@ -61,7 +63,7 @@ CREATE INDEX queue_event_keys_expires ON queue_event_keys (expires);
 -- Redeliver-all jobs in progress: the newest delivery id a job covers and
 -- the last id it did.
 CREATE TABLE queue_jobs (
-    hook  text PRIMARY KEY,
-    upto  text NOT NULL,
-    after text NOT NULL DEFAULT ''
+    hook  text COLLATE "C" PRIMARY KEY,
+    upto  text COLLATE "C" NOT NULL,
+    after text COLLATE "C" NOT NULL DEFAULT ''
 );
