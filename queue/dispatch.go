@@ -27,25 +27,61 @@ import (
 // ready. Before it returns, every outcome recorded so far is committed. It
 // does not close the database.
 func (q *Queue) Run(ctx context.Context) error {
+	err := q.run(ctx, q, func(ctx context.Context) {
+		every(ctx, q.opts.GCInterval, q.collectGarbage)
+	}, q.keepWithinBudget)
+	if err != nil {
+		return err
+	}
+	if err := q.commits.sync(); err != nil {
+		q.opts.Logger.Error("record the last delivery outcomes; their deliveries are sent again after the restart", "err", err)
+	}
+	q.flushLatest()
+	return nil
+}
+
+// store is what the delivery loop (core.run) needs of a queue's store.
+type deliveryStore interface {
+	jobWorker
+	// dispatch claims due deliveries while workers are free and starts an
+	// attempt for each, counted in attempts.
+	dispatch(ctx context.Context, attempts *sync.WaitGroup)
+	// polled runs each PollInterval in the dispatcher's loop.
+	polled()
+	// retryOutcomes tries again the outcomes whose write failed.
+	retryOutcomes()
+	// sweep removes what expired by now.
+	sweep(now time.Time) (int, error)
+}
+
+// run is the delivery loop of both queues' Run, with loops running beside
+// it until ctx ends: it dispatches at every wake-up and PollInterval, tries
+// failed outcome writes again and hands the hooks' latest attempts over
+// each PollInterval, runs the jobs and the expiry sweep. After ctx ends it
+// dispatches nothing more and waits for in-flight attempts up to
+// ShutdownGrace; attempts still running then are cancelled. It returns
+// once the attempts and the loops are over.
+func (q *core) run(ctx context.Context, s deliveryStore, loops ...func(ctx context.Context)) error {
 	if !q.running.CompareAndSwap(false, true) {
 		return errors.New("queue: already running")
 	}
 	defer q.running.Store(false)
 	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelAttempts()
-	var attempts, loops sync.WaitGroup
-	loops.Go(func() { every(ctx, q.opts.GCInterval, q.collectGarbage) })
-	loops.Go(func() {
+	var attempts, running sync.WaitGroup
+	for _, loop := range loops {
+		running.Go(func() { loop(ctx) })
+	}
+	running.Go(func() {
 		every(ctx, q.opts.PollInterval, func() {
-			q.settleParked()
+			s.retryOutcomes()
 			q.flushLatest()
 		})
 	})
-	loops.Go(func() { q.jobs.run(ctx, q, q.opts.Logger, q.opts.PollInterval) })
-	loops.Go(func() { q.keepWithinBudget(ctx) })
-	loops.Go(func() {
+	running.Go(func() { q.jobs.run(ctx, s, q.opts.Logger, q.opts.PollInterval) })
+	running.Go(func() {
 		every(ctx, q.opts.SweepInterval, func() {
-			if _, err := q.sweep(q.opts.Now()); err != nil {
+			if _, err := s.sweep(q.opts.Now()); err != nil {
 				q.opts.Logger.Error("sweep expired deliveries", "err", err)
 			}
 		})
@@ -53,12 +89,12 @@ func (q *Queue) Run(ctx context.Context) error {
 	poll := time.NewTicker(q.opts.PollInterval)
 	defer poll.Stop()
 	for ctx.Err() == nil {
-		q.dispatch(attemptCtx, &attempts)
+		s.dispatch(attemptCtx, &attempts)
 		select {
 		case <-ctx.Done():
 		case <-q.wake:
 		case <-poll.C:
-			q.expireLeases(time.Now())
+			s.polled()
 		}
 	}
 	done := make(chan struct{})
@@ -72,13 +108,15 @@ func (q *Queue) Run(ctx context.Context) error {
 		cancelAttempts()
 		<-done
 	}
-	loops.Wait()
-	if err := q.commits.sync(); err != nil {
-		q.opts.Logger.Error("record the last delivery outcomes; their deliveries are sent again after the restart", "err", err)
-	}
-	q.flushLatest()
+	running.Wait()
 	return nil
 }
+
+// polled returns to ready the leases that outlived the attempt timeout.
+func (q *Queue) polled() { q.expireLeases(time.Now()) }
+
+// retryOutcomes commits again the outcomes whose commit failed.
+func (q *Queue) retryOutcomes() { q.settleParked() }
 
 // dispatch leases due deliveries while workers are free, hooks earliest due
 // first, never more per hook than PerHookConcurrency, and starts an attempt

@@ -62,6 +62,36 @@ func (k keyState) value() []byte {
 	return binary.BigEndian.AppendUint32([]byte{keyCredits}, k.credits)
 }
 
+// held is the key's state after a Hold of an occurrence of its event
+// (recurs: the event's Recurs), and whether that occurrence is skipped: an
+// event that does not recur is skipped once confirmed (the state stays),
+// a recurring one uses up a credit; otherwise the key is held.
+func (k keyState) held(recurs bool) (next keyState, skip bool) {
+	switch {
+	case !recurs && k.mode == keyConfirmed:
+		return k, true
+	case recurs && k.mode == keyCredits && k.credits > 0:
+		return keyState{mode: keyCredits, credits: k.credits - 1}, true
+	}
+	return keyState{mode: keyHeld}, false
+}
+
+// confirmed is the key's state after a confirmation of its event that
+// released released held deliveries: confirmed; for a recurring event,
+// still held when it released some (other occurrences may be held), else
+// one more credit.
+func (k keyState) confirmed(recurs bool, released int) keyState {
+	switch {
+	case !recurs:
+		return keyState{mode: keyConfirmed}
+	case released > 0:
+		return keyState{mode: keyHeld}
+	case k.mode == keyCredits:
+		return keyState{mode: keyCredits, credits: k.credits + 1}
+	}
+	return keyState{mode: keyCredits, credits: 1}
+}
+
 func hashKey(k string) string {
 	sum := sha256.Sum256([]byte(k))
 	return hex.EncodeToString(sum[:])
@@ -80,10 +110,8 @@ func (q *Queue) Hold(ctx context.Context, events []webhook.Event, until time.Tim
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	for _, ev := range events {
-		if ev.Key == "" {
-			return 0, fmt.Errorf("hold %s: event without a key", ev.Type)
-		}
+	if err := needKeys("hold", events); err != nil {
+		return 0, err
 	}
 	items, err := q.prepare(events)
 	if err != nil || len(items) == 0 {
@@ -110,6 +138,17 @@ func (q *Queue) Hold(ctx context.Context, events []webhook.Event, until time.Tim
 		q.mu.Unlock()
 		return stored
 	})
+}
+
+// needKeys refuses events of which one has no Key (Hold and Confirm match
+// events by it).
+func needKeys(what string, events []webhook.Event) error {
+	for _, ev := range events {
+		if ev.Key == "" {
+			return fmt.Errorf("%s %s: event without a key", what, ev.Type)
+		}
+	}
+	return nil
 }
 
 // await hands the committer an urgent op and waits for its commit (then
@@ -154,15 +193,9 @@ func holdApply(txn *badger.Txn, items []pending, ttl time.Duration) (int, error)
 			if err != nil {
 				return 0, err
 			}
-			switch {
-			case !it.recurs && st.mode == keyConfirmed:
-				skip[it.occ] = true
-				continue
-			case it.recurs && st.mode == keyCredits && st.credits > 0:
-				skip[it.occ] = true
-				st.credits--
-			default:
-				st = keyState{mode: keyHeld}
+			st, skip[it.occ] = st.held(it.recurs)
+			if st.mode == keyConfirmed {
+				continue // unchanged
 			}
 			if err := txn.SetEntry(badger.NewEntry(keyEvent(h), st.value()).WithTTL(ttl)); err != nil {
 				return 0, err
@@ -201,10 +234,8 @@ func (q *Queue) Confirm(ctx context.Context, events []webhook.Event, remember ti
 	if err := ctx.Err(); err != nil {
 		return ConfirmResult{}, err
 	}
-	for _, ev := range events {
-		if ev.Key == "" {
-			return ConfirmResult{}, fmt.Errorf("confirm %s: event without a key", ev.Type)
-		}
+	if err := needKeys("confirm", events); err != nil {
+		return ConfirmResult{}, err
 	}
 	var (
 		res      ConfirmResult
@@ -311,15 +342,7 @@ func (q *Queue) confirmApply(txn *badger.Txn, events []webhook.Event, remember t
 				released = append(released, confirmed{id, rec})
 				n++
 			}
-			next := keyState{mode: keyConfirmed}
-			switch {
-			case ev.Recurs && n > 0:
-				next = keyState{mode: keyHeld} // other occurrences may still be held
-			case ev.Recurs && st.mode == keyCredits:
-				next = keyState{mode: keyCredits, credits: st.credits + 1}
-			case ev.Recurs:
-				next = keyState{mode: keyCredits, credits: 1}
-			}
+			next := st.confirmed(ev.Recurs, n)
 			if err := txn.SetEntry(badger.NewEntry(keyEvent(h), next.value()).WithTTL(remember)); err != nil {
 				return err
 			}

@@ -44,7 +44,7 @@ const batch = 256
 // returns at once. An attempt in flight may still reach the receiver, but
 // its outcome is discarded; a delivery claimed before its removal is dropped
 // when its hook is found gone.
-func (q *Queue) CancelHook(_ context.Context, hookID string) error {
+func (q *core) CancelHook(_ context.Context, hookID string) error {
 	if !validHookID(hookID) {
 		return nil
 	}

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -20,59 +19,25 @@ import (
 // written and every lease this queue still holds is given back, so its
 // deliveries are ready for the other sidecars at once.
 func (q *PGQueue) Run(ctx context.Context) error {
-	if !q.running.CompareAndSwap(false, true) {
-		return errors.New("queue: already running")
-	}
-	defer q.running.Store(false)
-	attemptCtx, cancelAttempts := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelAttempts()
-	var attempts, loops sync.WaitGroup
-	loops.Go(func() {
+	err := q.run(ctx, q, func(ctx context.Context) {
 		_ = q.db.Listen(ctx, []string{q.channel},
 			func(context.Context) error { q.poke(); return nil },
 			func(string, string) { q.poke() })
 	})
-	loops.Go(func() {
-		every(ctx, q.opts.PollInterval, func() {
-			q.retryParked()
-			q.flushLatest()
-		})
-	})
-	loops.Go(func() { q.jobs.run(ctx, q, q.opts.Logger, q.opts.PollInterval) })
-	loops.Go(func() {
-		every(ctx, q.opts.SweepInterval, func() {
-			if _, err := q.sweep(q.opts.Now()); err != nil {
-				q.opts.Logger.Error("sweep expired deliveries", "err", err)
-			}
-		})
-	})
-	poll := time.NewTicker(q.opts.PollInterval)
-	defer poll.Stop()
-	for ctx.Err() == nil {
-		q.dispatch(attemptCtx, &attempts)
-		select {
-		case <-ctx.Done():
-		case <-q.wake:
-		case <-poll.C:
-		}
+	if err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	go func() { attempts.Wait(); close(done) }()
-	grace := time.NewTimer(q.opts.ShutdownGrace)
-	defer grace.Stop()
-	select {
-	case <-done:
-	case <-grace.C:
-		q.opts.Logger.Warn("shutdown grace passed; returning in-flight deliveries to ready")
-		cancelAttempts()
-		<-done
-	}
-	loops.Wait()
 	q.books.drain()
 	q.releaseLeases()
 	q.flushLatest()
 	return nil
 }
+
+// polled does nothing more: each claim frees the expired leases first.
+func (q *PGQueue) polled() {}
+
+// retryOutcomes hands the outcomes whose write failed to the writer again.
+func (q *PGQueue) retryOutcomes() { q.retryParked() }
 
 // every runs fn each period until ctx ends.
 func every(ctx context.Context, period time.Duration, fn func()) {

@@ -30,10 +30,8 @@ func (q *PGQueue) Hold(ctx context.Context, events []webhook.Event, until time.T
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	for _, ev := range events {
-		if ev.Key == "" {
-			return 0, fmt.Errorf("hold %s: event without a key", ev.Type)
-		}
+	if err := needKeys("hold", events); err != nil {
+		return 0, err
 	}
 	items, err := q.prepare(events)
 	if err != nil || len(items) == 0 {
@@ -61,19 +59,12 @@ func (q *PGQueue) Hold(ctx context.Context, events []webhook.Event, until time.T
 			h := keys[i]
 			if !decided[it.occ] {
 				decided[it.occ] = true
-				st := states[h]
-				switch {
-				case !it.recurs && st.mode == keyConfirmed:
-					skip[it.occ] = true
-					continue
-				case it.recurs && st.mode == keyCredits && st.credits > 0:
-					skip[it.occ] = true
-					st.credits--
-				default:
-					st = keyState{mode: keyHeld}
+				st, skipped := states[h].held(it.recurs)
+				skip[it.occ] = skipped
+				if st.mode == keyConfirmed {
+					continue // unchanged
 				}
-				states[h] = st
-				changed[h] = true
+				states[h], changed[h] = st, true
 			}
 			if skip[it.occ] {
 				continue
@@ -109,10 +100,8 @@ func (q *PGQueue) Confirm(ctx context.Context, events []webhook.Event, remember 
 	if err := ctx.Err(); err != nil {
 		return ConfirmResult{}, err
 	}
-	for _, ev := range events {
-		if ev.Key == "" {
-			return ConfirmResult{}, fmt.Errorf("confirm %s: event without a key", ev.Type)
-		}
+	if err := needKeys("confirm", events); err != nil {
+		return ConfirmResult{}, err
 	}
 	now := q.opts.Now()
 	ms := now.UnixMilli()
@@ -145,16 +134,7 @@ func (q *PGQueue) Confirm(ctx context.Context, events []webhook.Event, remember 
 					return err
 				}
 			}
-			next := keyState{mode: keyConfirmed}
-			switch {
-			case ev.Recurs && n > 0:
-				next = keyState{mode: keyHeld} // other occurrences may still be held
-			case ev.Recurs && st.mode == keyCredits:
-				next = keyState{mode: keyCredits, credits: st.credits + 1}
-			case ev.Recurs:
-				next = keyState{mode: keyCredits, credits: 1}
-			}
-			states[h], changed[h] = next, true
+			states[h], changed[h] = st.confirmed(ev.Recurs, n), true
 			if n > 0 {
 				res.Released += n
 				continue

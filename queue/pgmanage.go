@@ -125,18 +125,6 @@ func (q *PGQueue) Redeliver(ctx context.Context, hookID, deliveryID string) (int
 	return 0, nil
 }
 
-// CancelHook removes every delivery of hookID (ready, leased, held, dead
-// and delivered) with its attempt log, in the background: it returns at
-// once. An attempt in flight may still reach the receiver; its outcome
-// finds no delivery and writes nothing.
-func (q *PGQueue) CancelHook(_ context.Context, hookID string) error {
-	if !validHookID(hookID) {
-		return nil
-	}
-	q.jobs.add(hookID, jobCancel, redeliverJob{})
-	return nil
-}
-
 // cancelBatch removes up to batch deliveries of hook, and its redeliver-all
 // job; done once none is left.
 func (q *PGQueue) cancelBatch(hook string) (removed int, done bool, err error) {

@@ -26,15 +26,12 @@ type PGQueue struct {
 	owner   string // this queue's name in the leases it takes
 	channel string // NOTIFY channel of new ready work
 
-	wake    chan struct{} // new work, a freed slot
-	running atomic.Bool
-	busy    atomic.Int64 // attempts in flight
+	busy atomic.Int64 // attempts in flight
 
 	enqueues groupCommit[*pgWrite]   // Enqueue's writes, committed together
 	books    groupCommit[*pgOutcome] // outcomes, written together without a sync
 	parkMu   sync.Mutex
 	parked   []*pgOutcome // outcomes whose write failed, tried again by Run
-	jobs     jobs
 
 	fault func(op string) error // test seam: an injected error for op
 }
@@ -87,18 +84,14 @@ func OpenPostgres(ctx context.Context, db *pgstore.DB, hooks Hooks, opts Options
 		pool:    db.Pool(),
 		owner:   uuid.NewString(),
 		channel: db.Channel("queue"),
-		wake:    make(chan struct{}, 1),
 	}
 	q.enqueues.commit = q.commitEnqueues
 	q.books.commit = q.writeOutcomes
 	if _, err := q.pool.Exec(ctx, `SELECT 1 FROM queue_deliveries LIMIT 0`); err != nil {
 		return nil, fmt.Errorf("queue: the store's schema is not ready (migrate it first): %w", err)
 	}
-	q.m = newMetrics(q)
-	if q.opts.Registerer != nil {
-		if err := q.m.register(q.opts.Registerer); err != nil {
-			return nil, fmt.Errorf("queue: metrics: %w", err)
-		}
+	if err := q.initMetrics(q); err != nil {
+		return nil, err
 	}
 	return q, nil
 }
@@ -208,14 +201,6 @@ func insertDeliveries(ctx context.Context, tx pgx.Tx, items []pending) error {
 func (q *PGQueue) notifyTx(ctx context.Context, tx pgx.Tx) error {
 	_, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, q.channel)
 	return err
-}
-
-// poke wakes the dispatcher without blocking.
-func (q *PGQueue) poke() {
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
 }
 
 // inject returns the error the fault seam injects for op, if any.

@@ -61,6 +61,10 @@ type core struct {
 	m      *metrics
 	latest latestAttempts // hooks' latest attempts, written in batches
 	rndMu  sync.Mutex     // opts.Rand is used under it
+	jobs   jobs           // background work of the management calls (jobs.go)
+
+	wake    chan struct{} // new due work or a freed slot: the dispatcher looks again
+	running atomic.Bool
 }
 
 // newCore applies opts' defaults and makes the parts both queues share.
@@ -69,7 +73,20 @@ func newCore(hooks Hooks, opts Options) (*core, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &core{hooks: hooks, opts: opts, server: server, sender: newSender(&opts, host), ids: ocean.NewIDGen(opts.Rand)}, nil
+	return &core{hooks: hooks, opts: opts, server: server, sender: newSender(&opts, host), ids: ocean.NewIDGen(opts.Rand),
+		wake: make(chan struct{}, 1)}, nil
+}
+
+// initMetrics makes the metrics, their depth gauges read from src, and
+// registers them when the options name a registerer.
+func (q *core) initMetrics(src depthSource) error {
+	q.m = newMetrics(src)
+	if q.opts.Registerer != nil {
+		if err := q.m.register(q.opts.Registerer); err != nil {
+			return fmt.Errorf("queue: metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // Queue is the durable delivery queue. Its methods are safe for concurrent use.
@@ -88,9 +105,6 @@ type Queue struct {
 	buffered int                    // read-ahead refs held by all hooks
 	heldFrom []byte                 // Settle's next scan of the hold index starts here
 
-	wake    chan struct{} // a new due delivery or a freed slot
-	running atomic.Bool
-
 	readyKeys, leased, dead atomic.Int64 // ready keys on disk, valid leases, dead letters
 	held                    atomic.Int64 // deliveries waiting for confirmation (see Hold)
 	gcRuns                  atomic.Int64 // value-log GC rounds, for tests
@@ -99,7 +113,6 @@ type Queue struct {
 
 	fault  func(op string) error // test seam: an injected store error for op (see inject)
 	parked parkedOutcomes        // outcomes whose commit failed, retried by Run
-	jobs   jobs                  // background work of the management calls (jobs.go)
 	deadOf deadCounts            // dead letters per hook (dead.go)
 }
 
@@ -144,7 +157,6 @@ func Open(db *badger.DB, hooks Hooks, opts Options) (*Queue, error) {
 		leases:   make(map[string]*lease),
 		leasesOf: make(map[string]int),
 		resume:   make(map[string]resumePoint),
-		wake:     make(chan struct{}, 1),
 	}
 	if err := q.returnLeases(); err != nil {
 		return nil, fmt.Errorf("queue: return leases: %w", err)
@@ -152,11 +164,8 @@ func Open(db *badger.DB, hooks Hooks, opts Options) (*Queue, error) {
 	if err := q.load(); err != nil {
 		return nil, fmt.Errorf("queue: load: %w", err)
 	}
-	q.m = newMetrics(q)
-	if q.opts.Registerer != nil {
-		if err := q.m.register(q.opts.Registerer); err != nil {
-			return nil, fmt.Errorf("queue: metrics: %w", err)
-		}
+	if err := q.initMetrics(q); err != nil {
+		return nil, err
 	}
 	return q, nil
 }
@@ -416,7 +425,7 @@ func (q *Queue) update(fn func(txn *badger.Txn) error) error {
 }
 
 // poke wakes the dispatcher without blocking.
-func (q *Queue) poke() {
+func (q *core) poke() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
