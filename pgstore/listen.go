@@ -24,10 +24,11 @@ const (
 // onConnect is logged and retried with backoff; Connected tells whether it is
 // listening now.
 func (db *DB) Listen(ctx context.Context, channels []string, onConnect func(ctx context.Context) error, onNotify func(channel, payload string)) error {
+	db.listeners.Add(1)
+	defer db.listeners.Add(-1)
 	wait := listenRetryMin
 	for {
 		err := db.listenOnce(ctx, channels, onConnect, onNotify, func() { wait = listenRetryMin })
-		db.listening.Store(false)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -57,7 +58,8 @@ func (db *DB) listenOnce(ctx context.Context, channels []string, onConnect func(
 			return fmt.Errorf("reload after connecting: %w", err)
 		}
 	}
-	db.listening.Store(true)
+	db.listening.Add(1)
+	defer db.listening.Add(-1)
 	connected()
 	for {
 		n, err := conn.WaitForNotification(ctx)
@@ -71,6 +73,10 @@ func (db *DB) listenOnce(ctx context.Context, channels []string, onConnect func(
 	}
 }
 
-// Connected reports whether Listen is connected and listening now (false
-// before Listen was called, while it reconnects, and after it returned).
-func (db *DB) Connected() bool { return db.listening.Load() }
+// Connected reports whether every running Listen is connected and
+// listening now: false before the first Listen was called, while any of them
+// reconnects, and after they all returned.
+func (db *DB) Connected() bool {
+	n := db.listeners.Load()
+	return n > 0 && db.listening.Load() == n
+}

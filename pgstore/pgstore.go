@@ -36,7 +36,9 @@ type DB struct {
 	schema string
 	log    *slog.Logger
 
-	listening atomic.Bool // Listen's connection is up and listening
+	// Listen's callers (the hook store, the queue): how many run and how
+	// many of them are connected and listening.
+	listeners, listening atomic.Int32
 }
 
 // Open connects to the PostgreSQL server at url (a libpq URL or key=value

@@ -171,6 +171,35 @@ func TestListenReloadsAfterReconnect(t *testing.T) {
 	mu.Unlock()
 }
 
+// Connected is the state of every listener of the store: the hook store
+// and the queue each run one, and one of them reconnecting is a store not
+// fully connected.
+func TestConnectedCountsEveryListener(t *testing.T) {
+	db := pgtest.Open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	block := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	wg.Go(func() { _ = db.Listen(ctx, []string{db.Channel("a")}, nil, func(string, string) {}) })
+	require.Eventually(t, db.Connected, 10*time.Second, 10*time.Millisecond)
+	// A second listener whose reload does not finish: not connected yet.
+	wg.Go(func() {
+		_ = db.Listen(ctx, []string{db.Channel("b")}, func(ctx context.Context) error {
+			select {
+			case <-block:
+			case <-ctx.Done():
+			}
+			return nil
+		}, func(string, string) {})
+	})
+	require.Eventually(t, func() bool { return !db.Connected() }, 10*time.Second, 10*time.Millisecond)
+	close(block)
+	require.Eventually(t, db.Connected, 10*time.Second, 10*time.Millisecond)
+}
+
 // Channels carry the schema: a store in another schema does not hear them.
 func TestChannelsAreSchemaScoped(t *testing.T) {
 	url := pgtest.ServerURL(t)

@@ -14,6 +14,7 @@ CREATE TABLE hooks (
     native_id      text COLLATE "C",
     failing_since  timestamptz,
     failures       integer NOT NULL DEFAULT 0,
+    succeeded_at   timestamptz,
     disabled_at    timestamptz,
     created_at     timestamptz NOT NULL DEFAULT now(),
     UNIQUE (user_id, native_id)
@@ -26,6 +27,7 @@ COMMENT ON COLUMN hooks."on" IS 'The event types the hook receives.';
 COMMENT ON COLUMN hooks.native_id IS 'Ocean''s id of the hook this one was imported from; NULL when created through oceanhooks.';
 COMMENT ON COLUMN hooks.failing_since IS 'When the hook''s current run of failed delivery attempts began (auto-disable); NULL when its latest attempt succeeded.';
 COMMENT ON COLUMN hooks.failures IS 'The failed attempts of that run.';
+COMMENT ON COLUMN hooks.succeeded_at IS 'When the latest successful delivery attempt, through any sidecar, began: it ends every run of failed attempts that began at or before it.';
 COMMENT ON COLUMN hooks.disabled_at IS 'When auto-disable deactivated the hook; NULL if it did not or the hook is active again.';
 
 -- One row per hook in Ocean that was imported, kept after the hook is
