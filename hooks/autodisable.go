@@ -20,6 +20,15 @@ import (
 // The run is kept in memory, one entry per hook whose latest attempt failed,
 // and stored on the hook with the queue's batches of latest attempts
 // (RecordAttempts), so that it survives a restart.
+//
+// Where several Stores (sidecars) share PostgreSQL, each counts the
+// attempts its own queue makes, and a success through any of them ends
+// every run that began at or before it: the database keeps the start of the
+// latest success (succeededAt), a batch never stores a run that it ended,
+// and a Store forgets such a run when its own batch, or a reload of the
+// hook (Run), finds that success. Deactivation reads the stored success in
+// its own transaction: a run another Store's success ended in the meantime
+// deactivates nothing.
 
 // failingRuns are the runs of failed attempts, by hook id.
 type failingRuns struct {
@@ -53,9 +62,7 @@ func (f *failingRuns) note(hook string, at time.Time, failed bool) (failRun, boo
 	defer f.mu.Unlock()
 	run, ok := f.m[hook]
 	if !failed {
-		// Attempts of one hook may overlap: a success that began before
-		// the run's first failure does not end it.
-		if ok && !at.Before(run.since) {
+		if ok && ends(at, run.since) {
 			delete(f.m, hook)
 		}
 		return failRun{}, false
@@ -83,12 +90,38 @@ func (f *failingRuns) of(hook string) (*time.Time, int) {
 	return &since, run.n
 }
 
+// ends reports whether a successful attempt that began at success ends a
+// run of failed attempts that began at since. Attempts of one hook may
+// overlap: a success that began before the run's first failure does not.
+func ends(success, since time.Time) bool { return !success.Before(since) }
+
+// endBy ends hook's run if a successful attempt that began at success ends
+// it (one made through another Store). failed, when it is after success, is
+// a failed attempt of this Store known to have begun after it: the next run
+// starts there.
+func (f *failingRuns) endBy(hook string, success, failed time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	run, ok := f.m[hook]
+	switch {
+	case !ok || !ends(success, run.since):
+	case failed.After(success):
+		f.m[hook] = failRun{since: failed, n: 1}
+	default:
+		delete(f.m, hook)
+	}
+}
+
 // forget ends hook's run (the hook was activated or deleted).
 func (f *failingRuns) forget(hook string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.m, hook)
 }
+
+// errRunEnded, returned by auto-disable's modify function, ends it without
+// a write: a success stored since ended the run.
+var errRunEnded = errors.New("run of failed attempts ended by a success")
 
 func newAutoDisabledCounter() prometheus.Counter {
 	return prometheus.NewCounter(prometheus.CounterOpts{
@@ -102,7 +135,8 @@ func newAutoDisabledCounter() prometheus.Counter {
 // sends do not count). When the hook is active and its attempts have all
 // failed for DisableAfter, this one included, it deactivates the hook and
 // returns why, for the attempt log; otherwise it returns "". Memory only,
-// but for that deactivation.
+// but for that deactivation, which does not happen when the stored hook
+// shows a success (through another Store) that ended the run.
 func (s *Store) Attempted(hookID string, at time.Time, failed bool) string {
 	run, failing := s.failing.note(hookID, at.UTC(), failed)
 	if !failing || s.disableAfter <= 0 || at.Sub(run.since) < s.disableAfter {
@@ -112,15 +146,24 @@ func (s *Store) Attempted(hookID string, at time.Time, failed bool) string {
 		return ""
 	}
 	now := s.now().UTC()
+	var success time.Time
 	h, err := s.modify(hookID, func(h *Hook) error {
 		if !h.Active {
 			return errUnchanged
+		}
+		if h.succeededAt != nil && ends(*h.succeededAt, run.since) {
+			success = *h.succeededAt
+			return errRunEnded
 		}
 		since := run.since
 		h.Active, h.DisabledAt = false, &now
 		h.FailingSince, h.Failures = &since, run.n
 		return nil
 	})
+	if errors.Is(err, errRunEnded) {
+		s.failing.endBy(hookID, success, at)
+		return ""
+	}
 	if errors.Is(err, errUnchanged) || errors.Is(err, ErrNotFound) {
 		return ""
 	}

@@ -50,8 +50,11 @@ type backend interface {
 	markTakenOver(userID string, at time.Time) error
 	// stamp writes the latest attempts of many hooks (bookkeeping: it need
 	// not be durable before the next management write); hooks that no
-	// longer exist are left alone.
-	stamp(latest map[string]stamp) error
+	// longer exist are left alone. ended names the hooks whose run in
+	// latest a success stored before had already ended (another Store's,
+	// on data several Stores share), with that success's start; nil where
+	// one Store attempts every hook (Badger).
+	stamp(latest map[string]stamp) (ended map[string]time.Time, err error)
 	// sync makes the management writes committed so far durable.
 	sync() error
 }
@@ -62,7 +65,7 @@ type follower interface {
 	// follow blocks until ctx ends. It calls reloadAll after every
 	// (re)connect, before changed is called for changes made since, and
 	// changed with the id of each hook that any process created, changed
-	// or deleted.
+	// or deleted, or whose stored run of failed attempts a success ended.
 	follow(ctx context.Context, reloadAll func(ctx context.Context) error, changed func(id string)) error
 }
 
@@ -70,6 +73,10 @@ type follower interface {
 type stamp struct {
 	at     time.Time // UTC
 	status int
+	// succeeded: the attempt at at succeeded (isSuccess). PostgreSQL
+	// keeps the latest such start, which ends every Store's run of failed
+	// attempts that began at or before it (pgBackend.stamp).
+	succeeded bool
 	// withRun: also store the hook's run of failed attempts (failingSince,
 	// failures), as Attempted counted it.
 	withRun      bool
@@ -77,7 +84,13 @@ type stamp struct {
 	failures     int
 }
 
-// apply writes s on h.
+// isSuccess reports whether an attempt answered with status succeeded, as
+// the queue counts it (2xx).
+func isSuccess(status int) bool { return status >= 200 && status <= 299 }
+
+// apply writes s on h the way one Store that makes every attempt of h sees
+// it (Badger): the latest attempt, and the run of failed attempts as s
+// carries it.
 func (s stamp) apply(h *Hook) {
 	at, status := s.at, s.status
 	h.LatestSentAt, h.LatestStatus = &at, &status

@@ -308,8 +308,8 @@ func (b badgerBackend) markTakenOver(userID string, at time.Time) error {
 // stamp does not call Sync, but it is a commit like any other: on a
 // database opened with SyncWrites (queue.BadgerOptions, what the server
 // uses) that commit waits for its own sync of Badger's log.
-func (b badgerBackend) stamp(latest map[string]stamp) error {
-	return b.update(func(txn *badger.Txn) error {
+func (b badgerBackend) stamp(latest map[string]stamp) (map[string]time.Time, error) {
+	return nil, b.update(func(txn *badger.Txn) error {
 		for id, st := range latest {
 			h, err := get(txn, id)
 			if errors.Is(err, ErrNotFound) {

@@ -43,6 +43,26 @@
 //
 // A hook deleted through another sidecar also leaves this one's runs of
 // failed attempts, and one activated there starts its run afresh here.
+//
+// # Auto-disable across sidecars
+//
+// Each sidecar counts a hook's run of failed attempts from the attempts its
+// own queue makes, and a success through any sidecar ends every run that
+// began at or before it. On PostgreSQL the hooks table keeps the start of
+// the hook's latest successful attempt (succeeded_at, written by the
+// queue's batches of latest attempts). A batch locks its hooks in id order
+// and, in the same transaction, never stores a run that began at or before
+// that success: its own sidecar forgets such a run (starting the next at the
+// batch's failed attempt, when that came after the success), and a success
+// that ends a stored run notifies the hook, so that every other sidecar's
+// Run reads it again and ends its run too. The deactivation reads the
+// stored success in the transaction that would switch the hook off, so a
+// run that another sidecar's success ended in the meantime deactivates
+// nothing, whether this sidecar heard of that success or not. A batch
+// keeps each hook's latest attempt only, so a success followed by a failure
+// through the same sidecar within one batch is not stored. Badger, held by
+// one process, keeps no success: there a success ends the run when it is
+// counted.
 // TakenOver remembers only users it found taken over; for any other it
 // reads the backend, so a takeover that another sidecar marked is seen at
 // the next call.

@@ -20,7 +20,8 @@ const reloadRetry = 500 * time.Millisecond
 // disconnected are not missed, and then each hook that any Store wrote, as
 // soon as that write commits. A hook deleted elsewhere leaves the index and
 // its run of failed attempts; one activated elsewhere starts its run
-// afresh. On Badger, which one process holds, no one else writes: Run only
+// afresh; one whose stored run a success elsewhere ended ends its run here
+// too. On Badger, which one process holds, no one else writes: Run only
 // waits for ctx.
 func (s *Store) Run(ctx context.Context) error {
 	f, ok := s.be.(follower)
@@ -107,8 +108,11 @@ func (s *Store) reload(id string) error {
 	default:
 		s.idx.Store(idx.with(old, now))
 	}
-	if now == nil || now.Active && (old == nil || !old.Active) {
+	switch {
+	case now == nil || now.Active && (old == nil || !old.Active):
 		s.failing.forget(id)
+	case now.succeededAt != nil:
+		s.failing.endBy(id, *now.succeededAt, time.Time{})
 	}
 	return nil
 }
@@ -126,6 +130,11 @@ func (s *Store) reloadAll(context.Context) error {
 	for id, was := range old.targets {
 		if is, ok := idx.targets[id]; !ok || is.Active && !was.Active {
 			s.failing.forget(id)
+		}
+	}
+	for _, h := range all {
+		if h.succeededAt != nil {
+			s.failing.endBy(h.ID, *h.succeededAt, time.Time{})
 		}
 	}
 	return nil

@@ -91,12 +91,12 @@ func (b *pgBackend) lockOwner(ctx context.Context, tx pgx.Tx, userID string) err
 
 // hookColumns are the columns scanHook reads, in its order.
 const hookColumns = `id, user_id, name, url, secret, "on", active, latest_sent_at, latest_status,
-	coalesce(native_id, ''), failing_since, failures, disabled_at`
+	coalesce(native_id, ''), failing_since, failures, disabled_at, succeeded_at`
 
 func scanHook(row pgx.Row) (Hook, error) {
 	var h Hook
 	err := row.Scan(&h.ID, &h.UserID, &h.Name, &h.URL, &h.Secret, &h.On, &h.Active, &h.LatestSentAt,
-		&h.LatestStatus, &h.NativeID, &h.FailingSince, &h.Failures, &h.DisabledAt)
+		&h.LatestStatus, &h.NativeID, &h.FailingSince, &h.Failures, &h.DisabledAt, &h.succeededAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Hook{}, ErrNotFound
 	}
@@ -104,7 +104,7 @@ func scanHook(row pgx.Row) (Hook, error) {
 		return Hook{}, err
 	}
 	h.On = cloneOn(h.On)
-	for _, t := range []*time.Time{h.LatestSentAt, h.FailingSince, h.DisabledAt} {
+	for _, t := range []*time.Time{h.LatestSentAt, h.FailingSince, h.DisabledAt, h.succeededAt} {
 		if t != nil {
 			*t = t.UTC()
 		}
@@ -197,7 +197,8 @@ func (b *pgBackend) modify(id string, fn func(h *Hook) error) (old, h Hook, err 
 		if err := fn(&h); err != nil {
 			return err
 		}
-		// The owner, the id and the import are never changed.
+		// The owner, the id and the import are never changed; the latest
+		// success only by stamp.
 		if _, err := tx.Exec(ctx, `UPDATE hooks SET name = $2, url = $3, secret = $4, "on" = $5, active = $6,
 			latest_sent_at = $7, latest_status = $8, failing_since = $9, failures = $10, disabled_at = $11
 			WHERE id = $1`, id, h.Name, h.URL, h.Secret, cloneOn(h.On), h.Active, h.LatestSentAt, h.LatestStatus,
@@ -293,36 +294,108 @@ func (b *pgBackend) markTakenOver(userID string, at time.Time) error {
 	})
 }
 
-// stamp is one UPDATE of every hook of the batch, in id order (so that two
-// batches lock shared rows in the same order), in a transaction that does
-// not wait for its WAL flush: a crash may lose the last batches, as the
-// queue's bookkeeping allows. It notifies nothing: the index holds no
-// latest attempt.
-func (b *pgBackend) stamp(latest map[string]stamp) error {
-	ids := slices.Sorted(maps.Keys(latest))
-	ats := make([]time.Time, len(ids))
-	statuses := make([]int32, len(ids))
-	withRun := make([]bool, len(ids))
-	since := make([]*time.Time, len(ids))
-	failures := make([]int32, len(ids))
-	for i, id := range ids {
-		st := latest[id]
-		ats[i], statuses[i], withRun[i], since[i], failures[i] = st.at, int32(st.status), st.withRun, st.failingSince, int32(st.failures)
+// pgRun is what the hooks table holds of a hook's run of failed attempts
+// and its latest success.
+type pgRun struct {
+	failingSince *time.Time
+	failures     int
+	succeededAt  *time.Time
+}
+
+// merge returns what st leaves of old, on a hook that several Stores
+// attempt, each counting the run of its own attempts. The latest success
+// through any of them ends every run that began at or before it: st's run
+// (ended: its Store forgets it) and the stored one (cleared: the other
+// Stores are told), and no batch stores a run that it ended. Otherwise st's
+// run replaces the stored one, as on Badger, and a stamp without a run
+// keeps it.
+func (st stamp) merge(old pgRun) (now pgRun, ended, cleared bool) {
+	now = old
+	if st.succeeded && (now.succeededAt == nil || now.succeededAt.Before(st.at)) {
+		at := st.at
+		now.succeededAt = &at
 	}
+	if st.withRun {
+		now.failingSince, now.failures = st.failingSince, st.failures
+	}
+	endedBy := func(since *time.Time) bool {
+		return since != nil && now.succeededAt != nil && ends(*now.succeededAt, *since)
+	}
+	if endedBy(now.failingSince) {
+		now.failingSince, now.failures = nil, 0
+	}
+	ended = st.withRun && endedBy(st.failingSince)
+	cleared = st.succeeded && old.failingSince != nil && ends(st.at, *old.failingSince)
+	return now, ended, cleared
+}
+
+// stamp locks the batch's hooks in id order (so that two batches lock shared
+// rows in the same order), merges each stamp with what the row holds (merge)
+// and writes them all in one UPDATE, in a transaction that does not wait
+// for its WAL flush: a crash may lose the last batches, as the queue's
+// bookkeeping allows. It notifies only the hooks whose stored run a success
+// of the batch ended, so that the other Stores end theirs (Run); the index
+// holds no latest attempt.
+func (b *pgBackend) stamp(latest map[string]stamp) (map[string]time.Time, error) {
+	ids := slices.Sorted(maps.Keys(latest))
 	ctx, cancel := b.ctx()
 	defer cancel()
-	return pgstore.InTx(ctx, b.pool, pgTxOptions, func(tx pgx.Tx) error {
+	var ended map[string]time.Time
+	err := pgstore.InTx(ctx, b.pool, pgTxOptions, func(tx pgx.Tx) error {
+		ended = nil
 		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE hooks AS h SET latest_sent_at = u.at, latest_status = u.status,
-			failing_since = CASE WHEN u.with_run THEN u.since ELSE h.failing_since END,
-			failures = CASE WHEN u.with_run THEN u.failures ELSE h.failures END
-			FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::bool[], $5::timestamptz[], $6::int[])
-				AS u(id, at, status, with_run, since, failures)
-			WHERE h.id = u.id`, ids, ats, statuses, withRun, since, failures)
+		rows, err := tx.Query(ctx, `SELECT id, failing_since, failures, succeeded_at FROM hooks
+			WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+		if err != nil {
+			return err
+		}
+		var (
+			upd, cleared        []string
+			ats, since, success []*time.Time
+			statuses, failures  []int32
+		)
+		var id string
+		var old pgRun
+		_, err = pgx.ForEachRow(rows, []any{&id, &old.failingSince, &old.failures, &old.succeededAt}, func() error {
+			st := latest[id]
+			now, endsMine, endsStored := st.merge(old)
+			at := st.at
+			upd, ats, statuses = append(upd, id), append(ats, &at), append(statuses, int32(st.status))
+			since, failures, success = append(since, now.failingSince), append(failures, int32(now.failures)), append(success, now.succeededAt)
+			if endsMine {
+				if ended == nil {
+					ended = map[string]time.Time{}
+				}
+				ended[id] = now.succeededAt.UTC()
+			}
+			if endsStored {
+				cleared = append(cleared, id)
+			}
+			old = pgRun{} // the next row's times are scanned into new values, not into these
+			return nil
+		})
+		if err != nil || len(upd) == 0 {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE hooks AS h SET latest_sent_at = u.at, latest_status = u.status,
+			failing_since = u.since, failures = u.failures, succeeded_at = u.success
+			FROM unnest($1::text[], $2::timestamptz[], $3::int[], $4::timestamptz[], $5::int[], $6::timestamptz[])
+				AS u(id, at, status, since, failures, success)
+			WHERE h.id = u.id`, upd, ats, statuses, since, failures, success); err != nil {
+			return err
+		}
+		if len(cleared) == 0 {
+			return nil
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id`, b.channel, cleared)
 		return err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return ended, nil
 }
 
 // sync has nothing to do: management writes are durable at commit.

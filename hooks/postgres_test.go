@@ -26,7 +26,13 @@ const within = time.Second
 // test ends.
 func openShared(t *testing.T, db *pgstore.DB, seed uint64) *Store {
 	t.Helper()
-	s, err := OpenPostgres(context.Background(), db, contractOptions(seed, Options{}))
+	return openSharedWith(t, db, seed, Options{})
+}
+
+// openSharedWith is openShared with opts.
+func openSharedWith(t *testing.T, db *pgstore.DB, seed uint64, opts Options) *Store {
+	t.Helper()
+	s, err := OpenPostgres(context.Background(), db, contractOptions(seed, opts))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -119,6 +125,127 @@ func TestPostgresRunsOfFailedAttemptsFollowOtherStores(t *testing.T) {
 	require.NoError(t, b.Delete(alice, deleted.ID))
 	require.Eventually(t, func() bool { return !failing(a, reactivated.ID) && !failing(a, deleted.ID) },
 		within, 5*time.Millisecond)
+}
+
+// TestPostgresSuccessElsewhereEndsTheRun: two Stores attempt one hook, each
+// telling its own Store of every attempt (Attempted) and handing its latest
+// attempts over in batches (RecordAttempts), as each sidecar's queue does.
+// A's attempts fail for the whole window, but a success through B in
+// between ends A's run: told by B's batch (Run), by A's own next batch, or,
+// when A learnt of it neither way, by the stored success that the
+// deactivation reads in its own transaction. A success that began before
+// A's run ends nothing, and a whole window of failures after B's success
+// still deactivates the hook.
+func TestPostgresSuccessElsewhereEndsTheRun(t *testing.T) {
+	const window = 5 * day
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	type attempt struct {
+		by    string // "A" or "B"
+		after time.Duration
+		ok    bool
+		flush bool // then RecordAttempts hands it over
+	}
+	tests := []struct {
+		name     string
+		follow   bool // the Stores run Run
+		attempts []attempt
+		// ended: before its last attempt, A has no run that began before
+		// B's success (with follow: within a second).
+		ended    bool
+		disabled bool // A's failure at t0+window deactivates the hook
+	}{
+		{name: "B's batch ends the run A stored, and A hears of it", follow: true,
+			attempts: []attempt{{"A", 0, false, true}, {"A", day, false, true}, {"B", 2 * day, true, true}},
+			ended:    true},
+		{name: "A's next batch finds B's success and ends its run",
+			attempts: []attempt{{"A", 0, false, false}, {"B", day, true, true}, {"A", 2 * day, false, true}},
+			ended:    true},
+		{name: "the deactivation reads B's success in its transaction",
+			attempts: []attempt{{"A", 0, false, true}, {"B", day, true, true}, {"A", 2 * day, false, false}}},
+		{name: "a success that began before A's run ends nothing", follow: true,
+			attempts: []attempt{{"B", -time.Hour, true, true}, {"A", 0, false, true}, {"A", day, false, true}},
+			disabled: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dbA := pgtest.Open(t)
+			opts := Options{DisableAfter: window}
+			stores := map[string]*Store{}
+			if tt.follow {
+				stores["A"] = openSharedWith(t, dbA, 1, opts)
+				stores["B"] = openSharedWith(t, pgtest.Again(t, dbA), 2, opts)
+			} else {
+				for i, name := range []string{"A", "B"} {
+					db := dbA
+					if i > 0 {
+						db = pgtest.Again(t, dbA)
+					}
+					s, err := OpenPostgres(context.Background(), db, contractOptions(uint64(i+1), opts))
+					require.NoError(t, err)
+					stores[name] = s
+				}
+			}
+			a, b := stores["A"], stores["B"]
+			h := mustCreate(t, a, hook(alice, "a", webhook.Note))
+			if tt.follow {
+				eventuallyIndexed(t, b)
+			}
+			var success time.Time // B's
+			for _, at := range tt.attempts {
+				s, when := stores[at.by], t0.Add(at.after)
+				if at.ok {
+					success = when
+				}
+				require.Empty(t, s.Attempted(h.ID, when, !at.ok))
+				if !at.flush {
+					continue
+				}
+				status := 503
+				if at.ok {
+					status = 200
+				}
+				require.NoError(t, s.RecordAttempts(map[string]webhook.LatestAttempt{h.ID: {At: when, Status: status}}))
+				got, err := s.Get(h.ID)
+				require.NoError(t, err)
+				if at.ok {
+					assert.True(t, got.FailingSince == nil || got.FailingSince.After(when),
+						"a success ends the stored run that began before it: %v", got.FailingSince)
+				}
+			}
+			since, _ := a.failing.of(h.ID)
+			switch {
+			case tt.ended:
+				require.Eventually(t, func() bool {
+					since, _ := a.failing.of(h.ID)
+					return since == nil || since.After(success)
+				}, within, 5*time.Millisecond, "A's run ended")
+			case !tt.disabled:
+				require.NotNil(t, since)
+				require.False(t, since.After(success), "A still counts the run: only the transaction can stop it")
+			}
+
+			why := a.Attempted(h.ID, t0.Add(window), true)
+			got, err := a.Get(h.ID)
+			require.NoError(t, err)
+			if tt.disabled {
+				assert.Contains(t, why, "hook deactivated")
+				assert.False(t, got.Active)
+				return
+			}
+			assert.Empty(t, why)
+			assert.True(t, got.Active, "B's success ended the run")
+			assert.Nil(t, got.DisabledAt)
+
+			// A's failures go on: not before a whole window after B's
+			// success, and by a window after the refused attempt, they
+			// deactivate the hook all the same.
+			assert.Empty(t, a.Attempted(h.ID, success.Add(window-time.Second), true))
+			assert.Contains(t, a.Attempted(h.ID, t0.Add(2*window), true), "hook deactivated")
+			got, err = a.Get(h.ID)
+			require.NoError(t, err)
+			assert.False(t, got.Active)
+		})
+	}
 }
 
 // TestPostgresLimitHoldsAcrossStores: concurrent creates of one owner,

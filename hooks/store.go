@@ -37,8 +37,9 @@ type Hook struct {
 	// (Import); empty for a hook created through the sidecar.
 	NativeID string
 	// FailingSince is when the hook's current run of failed delivery
-	// attempts began: nil when its latest attempt succeeded, when it has had
-	// none, and from its (re)activation on. Failures counts the attempts of
+	// attempts began: nil when its latest attempt succeeded (on PostgreSQL:
+	// through any sidecar), when it has had none, and from its
+	// (re)activation on. Failures counts the attempts of
 	// that run. Both trail the attempts by at most one of the queue's
 	// batches (see RecordAttempts).
 	FailingSince *time.Time
@@ -46,6 +47,12 @@ type Hook struct {
 	// DisabledAt is when auto-disable deactivated the hook (see Attempted);
 	// nil if it did not, or once the hook is active again.
 	DisabledAt *time.Time
+
+	// succeededAt is when the latest successful delivery attempt of the
+	// hook, through any Store on the data, began: it ends every run of
+	// failed attempts that began at or before it. PostgreSQL only; nil on
+	// Badger, whose one Store ends its runs as it makes the attempts.
+	succeededAt *time.Time
 }
 
 func (h Hook) target() webhook.Target {
@@ -351,7 +358,7 @@ func (s *Store) Target(hookID string) (webhook.Target, bool) {
 func (s *Store) RecordAttempt(hookID string, at time.Time, status int) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	if err := s.be.stamp(map[string]stamp{hookID: {at: at.UTC(), status: status}}); err != nil {
+	if _, err := s.be.stamp(map[string]stamp{hookID: {at: at.UTC(), status: status, succeeded: isSuccess(status)}}); err != nil {
 		s.log.Error("hooks: record attempt", "hook", hookID, "err", err)
 	}
 }
