@@ -120,17 +120,29 @@
 // Redeliver and the dashboard read, and the attempt path is the Badger
 // queue's.
 //
-// Enqueue: the deliveries of a call are inserted in one transaction (one
-// multi-row INSERT), committed with the server's synchronous_commit (on by
-// default; the store must not turn it off) before Enqueue returns. Calls
-// share commits: a call that finds no commit in flight commits, in a
-// goroutine of its own, every call waiting at that moment in one
-// transaction; calls arriving meanwhile wait for the next (groupCommit). A
-// caller whose context ends first gets its error at once, counted in
-// oceanhooks_queue_enqueue_abandoned_total, and its write goes on. The
-// commit sends NOTIFY on the schema's "queue" channel, which every
-// sidecar's Run listens to, so another sidecar claims new work at once;
-// PollInterval covers retries coming due and a lost notification.
+// Enqueue, Hold and Confirm: the writes of a call are made in one
+// transaction, committed with the server's synchronous_commit (on by
+// default; the store must not turn it off) before the call returns. Calls
+// share commits, as on Badger: a call that finds no commit in flight
+// commits, in a goroutine of its own, every call waiting at that moment in
+// one transaction (groupCommit, at most maxRound calls); calls arriving
+// meanwhile wait for the next. The transaction first locks the rows of every
+// event key its Holds and Confirms decide about, in key order, then decides
+// each call in the order it came on those states, so a Hold and the Confirm
+// of its event in one round go as they would one after the other. The
+// round's new deliveries go in one multi-row INSERT at its end, or earlier
+// when a Confirm releases what a Hold of the same round held. When the round
+// fails, each call is tried again in a transaction of its own, so that one
+// caller's bad write costs the others nothing. Delivery ids are made by each
+// sidecar (aidx, with a node drawn at random): two sidecars that drew the
+// same node can make the same id in the same millisecond, and the round that
+// stores it second is made again with fresh ids (up to idTries times), so no
+// call fails for it. A caller whose context ends first gets its error at
+// once (Enqueue and Hold count their deliveries in
+// oceanhooks_queue_enqueue_abandoned_total), and its write goes on. A round
+// that stores ready deliveries sends NOTIFY on the schema's "queue" channel,
+// which every sidecar's Run listens to, so another sidecar claims new work
+// at once; PollInterval covers retries coming due and a lost notification.
 //
 // Claims: a delivery being attempted carries a lease in its row
 // (lease_owner: the PGQueue's random name; lease_until: the database's
@@ -162,8 +174,8 @@
 //
 // What each crash leaves (a sidecar's SIGKILL, or PostgreSQL's own crash):
 //
-//   - During an enqueue's commit: every caller that got an answer has all its
-//     deliveries stored; a caller that got none finds all or none of them.
+//   - During a write round's commit: every caller that got an answer has all
+//     its writes stored; a caller that got none finds all or none of them.
 //   - After a receiver accepted a delivery, before its outcome's batch is
 //     durable: the delivery is leased until its lease expires, then ready with
 //     its former attempt count and log, and sent again (same eventId: one
@@ -180,15 +192,16 @@
 // within its lease).
 //
 // Hold, Confirm and Settle keep the meaning of hold.go. An event key is a
-// row of queue_event_keys, locked (and made when missing) by every Hold and
-// Confirm that decides about it, so their calls on all sidecars are decided
-// one after the other. Each sidecar that reads Ocean's event stream
-// confirms every event it sees: the first Confirm of an event releases the
-// held deliveries or stores new ones and marks the key confirmed, and the
-// others, finding it confirmed, count a repeat; the dedupe key in the
-// database (rather than one subscriber chosen through PostgreSQL) needs no
-// failover: any sidecar that sees an event can deliver it. Settle takes the
-// holds due with SKIP LOCKED, so several sidecars settle different holds.
+// row of queue_event_keys, locked (and made when missing) by every round
+// whose Holds and Confirms decide about it, so their calls on all sidecars
+// are decided one after the other. Each sidecar that reads Ocean's event
+// stream confirms every event it sees: the first Confirm of an event
+// releases the held deliveries or stores new ones and marks the key
+// confirmed, and the others, finding it confirmed, count a repeat; the
+// dedupe key in the database (rather than one subscriber chosen through
+// PostgreSQL) needs no failover: any sidecar that sees an event can deliver
+// it. Settle takes the holds due with SKIP LOCKED, so several sidecars
+// settle different holds.
 //
 // The depth gauges count the store's rows (every sidecar's) at each scrape,
 // each count over a partial index that holds just those rows; DeadLetters

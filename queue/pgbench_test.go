@@ -29,7 +29,7 @@ var benchStores = []struct {
 		if err != nil {
 			b.Fatal(err)
 		}
-		return q, q.enqueues.rounds.Load
+		return q, q.writes.rounds.Load
 	}},
 }
 

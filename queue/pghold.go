@@ -25,7 +25,8 @@ import (
 // Hold stores one held delivery per active subscribed hook of each event,
 // each event by its Key, until until; an event whose key was confirmed less
 // than remember ago is not stored at all. It returns once the deliveries
-// are committed, or gives up when ctx ends.
+// are committed, in a transaction shared with the calls that came at the
+// same time (as Enqueue's), or gives up when ctx ends (its write goes on).
 func (q *PGQueue) Hold(ctx context.Context, events []webhook.Event, until time.Time, remember time.Duration) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -40,53 +41,39 @@ func (q *PGQueue) Hold(ctx context.Context, events []webhook.Event, until time.T
 	now := q.opts.Now()
 	ms := until.UnixMilli()
 	expires := now.Add(max(until.Sub(now), 0) + remember).UnixMilli()
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = hashKey(it.key)
+	}
 	var stored int
-	err = q.inTx(ctx, func(tx pgx.Tx) error {
+	w := &pgWrite{keys: keys, items: items}
+	w.apply = func(r *pgRound) error {
 		stored = 0
-		keys := make([]string, len(items))
-		for i, it := range items {
-			keys[i] = hashKey(it.key)
-		}
-		states, err := lockKeys(ctx, tx, keys, now.UnixMilli())
-		if err != nil {
-			return err
-		}
-		changed := map[string]bool{}
 		skip := map[string]bool{} // by occurrence: its twin came first
 		decided := map[string]bool{}
-		var keep []pending
-		for i, it := range items {
+		for i, it := range w.items {
 			h := keys[i]
 			if !decided[it.occ] {
 				decided[it.occ] = true
-				st, skipped := states[h].held(it.recurs)
+				st, skipped := r.states[h].held(it.recurs)
 				skip[it.occ] = skipped
-				if st.mode == keyConfirmed {
-					continue // unchanged
+				if st.mode != keyConfirmed {
+					r.set(h, st, expires)
 				}
-				states[h], changed[h] = st, true
 			}
 			if skip[it.occ] {
 				continue
 			}
 			it.rec.State, it.rec.Due, it.rec.Key, it.rec.Occ = StateHeld, ms, h, it.occ
-			keep = append(keep, it)
+			r.add(it)
+			stored++
 		}
-		if err := saveKeys(ctx, tx, states, changed, expires); err != nil {
-			return err
-		}
-		if len(keep) > 0 {
-			if err := insertDeliveries(ctx, tx, keep); err != nil {
-				return err
-			}
-		}
-		stored = len(keep)
 		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("hold: %w", err)
 	}
-	q.m.enqueued.Add(float64(stored))
+	w.after = func() { q.m.enqueued.Add(float64(stored)) }
+	if err := q.write(ctx, "hold", w, len(items)); err != nil {
+		return 0, err
+	}
 	return stored, nil
 }
 
@@ -95,7 +82,9 @@ func (q *PGQueue) Hold(ctx context.Context, events []webhook.Event, until time.T
 // become ready at once, keeping their eventIds; an event with nothing held
 // is stored as new deliveries; an event whose key was already confirmed (by
 // this sidecar or another) is a repeat and is ignored. It returns once
-// everything is committed.
+// everything is committed, in a transaction shared with the calls that came
+// at the same time (as Enqueue's), or gives up when ctx ends (its write
+// goes on).
 func (q *PGQueue) Confirm(ctx context.Context, events []webhook.Event, remember time.Duration) (ConfirmResult, error) {
 	if err := ctx.Err(); err != nil {
 		return ConfirmResult{}, err
@@ -106,23 +95,18 @@ func (q *PGQueue) Confirm(ctx context.Context, events []webhook.Event, remember 
 	now := q.opts.Now()
 	ms := now.UnixMilli()
 	expires := now.Add(remember).UnixMilli()
+	keys := make([]string, len(events))
+	for i, ev := range events {
+		keys[i] = hashKey(ev.Key)
+	}
 	var res ConfirmResult
-	err := q.inTx(ctx, func(tx pgx.Tx) error {
+	w := &pgWrite{keys: keys}
+	w.apply = func(r *pgRound) error {
 		res = ConfirmResult{}
-		keys := make([]string, len(events))
-		for i, ev := range events {
-			keys[i] = hashKey(ev.Key)
-		}
-		states, err := lockKeys(ctx, tx, keys, ms)
-		if err != nil {
-			return err
-		}
-		changed := map[string]bool{}
 		seen := map[string]bool{}
-		var fresh []pending
 		for i, ev := range events {
 			h := keys[i]
-			st := states[h]
+			st := r.states[h]
 			if !ev.Recurs && (st.mode == keyConfirmed || seen[h]) {
 				res.Repeats++
 				continue
@@ -130,11 +114,17 @@ func (q *PGQueue) Confirm(ctx context.Context, events []webhook.Event, remember 
 			seen[h] = true
 			n := 0
 			if st.mode == keyHeld {
-				if n, err = q.releaseHeld(ctx, tx, h, ev, ms); err != nil {
+				if r.heldBy[h] { // held earlier in this round: in the table first
+					if err := r.flush(); err != nil {
+						return err
+					}
+				}
+				var err error
+				if n, err = q.releaseHeld(r.ctx, r.tx, h, ev, ms); err != nil {
 					return err
 				}
 			}
-			states[h], changed[h] = st.confirmed(ev.Recurs, n), true
+			r.set(h, st.confirmed(ev.Recurs, n), expires)
 			if n > 0 {
 				res.Released += n
 				continue
@@ -143,28 +133,22 @@ func (q *PGQueue) Confirm(ctx context.Context, events []webhook.Event, remember 
 			if err != nil {
 				return err
 			}
-			fresh = append(fresh, items...)
+			r.add(items...)
 			res.New += len(items)
 		}
-		if err := saveKeys(ctx, tx, states, changed, expires); err != nil {
-			return err
-		}
-		if len(fresh) > 0 {
-			if err := insertDeliveries(ctx, tx, fresh); err != nil {
-				return err
-			}
-		}
 		if res.Released+res.New > 0 {
-			return q.notifyTx(ctx, tx)
+			r.ready = true
 		}
 		return nil
-	})
-	if err != nil {
-		return ConfirmResult{}, fmt.Errorf("confirm: %w", err)
 	}
-	q.m.enqueued.Add(float64(res.New))
-	if res.Released+res.New > 0 {
-		q.poke()
+	w.after = func() {
+		q.m.enqueued.Add(float64(res.New))
+		if res.Released+res.New > 0 {
+			q.poke()
+		}
+	}
+	if err := q.write(ctx, "confirm", w, 0); err != nil {
+		return ConfirmResult{}, err
 	}
 	return res, nil
 }
@@ -300,18 +284,21 @@ func lockKeys(ctx context.Context, tx pgx.Tx, keys []string, now int64) (map[str
 	return states, err
 }
 
-// saveKeys writes the states of the changed keys, each kept until expires.
-func saveKeys(ctx context.Context, tx pgx.Tx, states map[string]keyState, changed map[string]bool, expires int64) error {
-	if len(changed) == 0 {
+// saveKeys writes the states of the changed keys, each kept until its
+// expires.
+func saveKeys(ctx context.Context, tx pgx.Tx, states map[string]keyState, expires map[string]int64) error {
+	if len(expires) == 0 {
 		return nil
 	}
 	var keys, modes []string
-	var credits []int64
-	for k := range changed {
+	var credits, until []int64
+	for k, at := range expires {
 		st := states[k]
-		keys, modes, credits = append(keys, k), append(modes, string(st.mode)), append(credits, int64(st.credits))
+		keys, modes = append(keys, k), append(modes, string(st.mode))
+		credits, until = append(credits, int64(st.credits)), append(until, at)
 	}
-	_, err := tx.Exec(ctx, `UPDATE queue_event_keys k SET mode = o.mode, credits = o.credits, expires = $4
-		FROM unnest($1::text[], $2::text[], $3::bigint[]) AS o(key, mode, credits) WHERE k.key = o.key`, keys, modes, credits, expires)
+	_, err := tx.Exec(ctx, `UPDATE queue_event_keys k SET mode = o.mode, credits = o.credits, expires = o.expires
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) AS o(key, mode, credits, expires) WHERE k.key = o.key`,
+		keys, modes, credits, until)
 	return err
 }

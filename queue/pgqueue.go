@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/oceanhooks/oceanhooks/pgstore"
@@ -28,10 +29,10 @@ type PGQueue struct {
 
 	busy atomic.Int64 // attempts in flight
 
-	enqueues groupCommit[*pgWrite]   // Enqueue's writes, committed together
-	books    groupCommit[*pgOutcome] // outcomes, written together without a sync
-	parkMu   sync.Mutex
-	parked   []*pgOutcome // outcomes whose write failed, tried again by Run
+	writes groupCommit[*pgWrite]   // Enqueue's, Hold's and Confirm's writes, committed together
+	books  groupCommit[*pgOutcome] // outcomes, written together without a sync
+	parkMu sync.Mutex
+	parked []*pgOutcome // outcomes whose write failed, tried again by Run
 
 	fault func(op string) error // test seam: an injected error for op
 }
@@ -85,7 +86,7 @@ func OpenPostgres(ctx context.Context, db *pgstore.DB, hooks Hooks, opts Options
 		owner:   uuid.NewString(),
 		channel: db.Channel("queue"),
 	}
-	q.enqueues.commit = q.commitEnqueues
+	q.writes.commit = q.commitWrites
 	q.books.commit = q.writeOutcomes
 	if _, err := q.pool.Exec(ctx, `SELECT 1 FROM queue_deliveries LIMIT 0`); err != nil {
 		return nil, fmt.Errorf("queue: the store's schema is not ready (migrate it first): %w", err)
@@ -96,16 +97,88 @@ func OpenPostgres(ctx context.Context, db *pgstore.DB, hooks Hooks, opts Options
 	return q, nil
 }
 
-// pgWrite is one Enqueue call's deliveries on their way into the store.
+// pgWrite is one Enqueue, Hold or Confirm call on its way into the store.
+// keys are the hashed event keys its apply decides about (locked for its
+// round); items are the deliveries it made before its round (Enqueue,
+// Hold), given fresh ids when one collides with a stored delivery. apply
+// may run more than once (after a deadlock or an id collision, or alone
+// after its round failed), always on a fresh transaction, so it keeps its
+// results in variables it resets first. after runs once, when its writes
+// are committed.
 type pgWrite struct {
+	keys  []string
 	items []pending
+	apply func(r *pgRound) error
+	after func()
 	done  chan error
+}
+
+// pgRound is the transaction of one round of writes and what the writes
+// add to it, in the order they came: the states of the round's event keys
+// (their rows locked), the keys they changed with when each expires, and
+// the deliveries to insert.
+type pgRound struct {
+	ctx     context.Context
+	tx      pgx.Tx
+	states  map[string]keyState
+	expires map[string]int64 // the changed keys
+	insert  []pending
+	heldBy  map[string]bool // hashed keys of held deliveries in insert
+	ready   bool            // new ready work: tell every sidecar
+}
+
+// set changes the state of event key h, kept until expires.
+func (r *pgRound) set(h string, st keyState, expires int64) {
+	r.states[h], r.expires[h] = st, expires
+}
+
+// add stores items with the round.
+func (r *pgRound) add(items ...pending) {
+	for _, it := range items {
+		if it.rec.State == StateHeld {
+			r.heldBy[it.rec.Key] = true
+		}
+	}
+	r.insert = append(r.insert, items...)
+}
+
+// flush inserts the deliveries added so far.
+func (r *pgRound) flush() error {
+	if len(r.insert) == 0 {
+		return nil
+	}
+	err := insertDeliveries(r.ctx, r.tx, r.insert)
+	r.insert, r.heldBy = nil, map[string]bool{}
+	return err
+}
+
+// idTries bounds how often a round is made again with fresh delivery ids
+// when one collides with another sidecar's delivery.
+const idTries = 5
+
+// write hands w to the group commit and waits for its commit, or for ctx:
+// a caller that stops waiting gets ctx's error (lost deliveries counted as
+// abandoned) and its write goes on.
+func (q *PGQueue) write(ctx context.Context, what string, w *pgWrite, lost int) error {
+	w.done = make(chan error, 1)
+	q.writes.submit(w)
+	select {
+	case err := <-w.done:
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	case <-ctx.Done():
+		q.m.abandoned.Add(float64(lost))
+		return fmt.Errorf("%s: gave up waiting for the database: %w", what, ctx.Err())
+	}
 }
 
 // Enqueue stores one delivery per active subscribed hook of each event and
 // returns, once they are committed, how many it stored. The deliveries of
-// one call are in one transaction, shared with the calls that arrived while
-// the previous one was being committed (group commit).
+// one call are in one transaction, shared with the Enqueue, Hold and
+// Confirm calls that arrived while the previous one was being committed
+// (group commit).
 //
 // Enqueue gives up when ctx ends before the commit: the caller gets ctx's
 // error and must count the events as possibly lost; the commit goes on, and
@@ -118,61 +191,118 @@ func (q *PGQueue) Enqueue(ctx context.Context, events []webhook.Event) (int, err
 	if err != nil || len(items) == 0 {
 		return 0, err
 	}
-	w := &pgWrite{items: items, done: make(chan error, 1)}
-	q.enqueues.submit(w)
-	select {
-	case err := <-w.done:
-		if err != nil {
-			return 0, fmt.Errorf("enqueue: %w", err)
-		}
-		return len(items), nil
-	case <-ctx.Done():
-		q.m.abandoned.Add(float64(len(items)))
-		return 0, fmt.Errorf("enqueue: gave up waiting for the database: %w", ctx.Err())
+	w := &pgWrite{items: items}
+	w.apply = func(r *pgRound) error {
+		r.add(w.items...)
+		r.ready = true
+		return nil
 	}
+	w.after = func() {
+		q.m.enqueued.Add(float64(len(items)))
+		q.poke()
+	}
+	if err := q.write(ctx, "enqueue", w, len(items)); err != nil {
+		return 0, err
+	}
+	return len(items), nil
 }
 
-// commitEnqueues commits the writes of a round in one transaction; when
-// that fails, each write is tried in one of its own, so that one caller's
-// bad write costs the others nothing.
-func (q *PGQueue) commitEnqueues(ws []*pgWrite) {
+// commitWrites commits the writes of a round in one transaction; when that
+// fails, each write is tried in one of its own, so that one caller's bad
+// write costs the others nothing.
+func (q *PGQueue) commitWrites(ws []*pgWrite) {
 	ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
 	defer cancel()
-	var all []pending
-	for _, w := range ws {
-		all = append(all, w.items...)
-	}
-	err := q.insertReady(ctx, all)
+	err := q.writeRound(ctx, ws)
 	if err != nil && len(ws) > 1 {
 		for _, w := range ws {
-			q.finishEnqueue(w, q.insertReady(ctx, w.items))
+			q.finishWrite(w, q.writeRound(ctx, []*pgWrite{w}))
 		}
 		return
 	}
 	for _, w := range ws {
-		q.finishEnqueue(w, err)
+		q.finishWrite(w, err)
 	}
 }
 
-func (q *PGQueue) finishEnqueue(w *pgWrite, err error) {
-	if err == nil {
-		q.m.enqueued.Add(float64(len(w.items)))
-		q.poke()
+func (q *PGQueue) finishWrite(w *pgWrite, err error) {
+	if err == nil && w.after != nil {
+		w.after()
 	}
 	w.done <- err
 }
 
-// insertReady stores items in one transaction and tells every sidecar.
-func (q *PGQueue) insertReady(ctx context.Context, items []pending) error {
-	if err := q.inject("enqueue"); err != nil {
+// writeRound applies ws, in order, to one transaction and commits it. The
+// event keys of all of them are locked first, in key order (lockKeys), so
+// rounds of several sidecars that share keys are decided one after the
+// other. A delivery id that another sidecar's delivery already has (their
+// id generators drew the same node and millisecond) gets the round made
+// again with fresh ids.
+func (q *PGQueue) writeRound(ctx context.Context, ws []*pgWrite) error {
+	if err := q.inject("write"); err != nil {
 		return err
 	}
-	return pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
-		if err := insertDeliveries(ctx, tx, items); err != nil {
+	var keys []string
+	for _, w := range ws {
+		keys = append(keys, w.keys...)
+	}
+	for try := 1; ; try++ {
+		err := q.inTx(ctx, func(tx pgx.Tx) error {
+			r := &pgRound{ctx: ctx, tx: tx, expires: map[string]int64{}, heldBy: map[string]bool{}}
+			if len(keys) > 0 {
+				var err error
+				if r.states, err = lockKeys(ctx, tx, keys, q.opts.Now().UnixMilli()); err != nil {
+					return err
+				}
+			}
+			for _, w := range ws {
+				if err := w.apply(r); err != nil {
+					return err
+				}
+			}
+			if err := r.flush(); err != nil {
+				return err
+			}
+			if err := saveKeys(ctx, tx, r.states, r.expires); err != nil {
+				return err
+			}
+			if r.ready {
+				return q.notifyTx(ctx, tx)
+			}
+			return nil
+		})
+		if !idTaken(err) || try == idTries {
 			return err
 		}
-		return q.notifyTx(ctx, tx)
-	})
+		q.opts.Logger.Warn("a delivery id was taken by another sidecar; storing again with fresh ids", "try", try)
+		for _, w := range ws {
+			q.renewIDs(w.items)
+		}
+	}
+}
+
+// idTaken reports whether err is the store refusing a delivery whose id a
+// stored delivery has.
+func idTaken(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "queue_deliveries_pkey"
+}
+
+// renewIDs gives items fresh delivery ids; an occurrence, named by the id
+// of its first delivery, takes that delivery's new id.
+func (q *core) renewIDs(items []pending) {
+	now := q.opts.Now()
+	fresh := make(map[string]string, len(items))
+	for i := range items {
+		id := q.ids.Next(now)
+		fresh[items[i].id] = id
+		items[i].id = id
+	}
+	for i := range items {
+		if id, ok := fresh[items[i].occ]; ok {
+			items[i].occ = id
+		}
+	}
 }
 
 // insertDeliveries stores items as they are (state, due; held ones with
