@@ -13,11 +13,18 @@
 //
 // It prints one JSON line per phase. No proxy or HTTP client is involved on
 // the enqueue side: this is the queue's delivery capacity.
+//
+// With -postgres URL the store is PostgreSQL instead (a fresh schema,
+// migrated, dropped at the end), shared by -sidecars hook stores and queues
+// as that many sidecars would share it: the hooks are created through the
+// first, the drain phase is filled through the first and drained by all,
+// and the steady phases enqueue through each in turn.
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -36,9 +43,11 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/oceanhooks/oceanhooks/bench/internal/fixture"
 	"github.com/oceanhooks/oceanhooks/hooks"
+	"github.com/oceanhooks/oceanhooks/pgstore"
 	"github.com/oceanhooks/oceanhooks/queue"
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
@@ -58,6 +67,8 @@ type options struct {
 	badgerMem  string
 	fillOnly   bool
 	memProfile string
+	postgres   string
+	sidecars   int
 }
 
 // Result is one printed JSON line.
@@ -78,6 +89,8 @@ type Result struct {
 	P99Ms       int32   `json:"p99Ms"`
 	MaxMs       int32   `json:"maxMs"`
 	Badger      string  `json:"badger"`
+	Store       string  `json:"store"`
+	Sidecars    int     `json:"sidecars"`
 	FillRSS     int     `json:"fillRssMiB,omitempty"`
 	RSS         int     `json:"rssMiB"`
 	PeakRSS     int     `json:"peakRssMiB"`
@@ -100,6 +113,8 @@ func main() {
 	flag.BoolVar(&o.fillOnly, "fill-only", false, "stop after the drain phase's fill (memory of the fill only)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the drain phase to this file")
 	flag.StringVar(&o.memProfile, "memprofile", "", "write a heap profile taken right after the fill to this file")
+	flag.StringVar(&o.postgres, "postgres", "", "PostgreSQL `URL`: the store is a fresh schema there instead of Badger")
+	flag.IntVar(&o.sidecars, "sidecars", 1, "with -postgres: hook stores and queues sharing the schema, as that many sidecars")
 	flag.Parse()
 	for _, r := range strings.Split(rates, ",") {
 		if r = strings.TrimSpace(r); r == "" {
@@ -116,75 +131,49 @@ func main() {
 	}
 }
 
+// deliveryQueue is what the benchmark uses of either queue.
+type deliveryQueue interface {
+	Enqueue(ctx context.Context, events []webhook.Event) (int, error)
+	Run(ctx context.Context) error
+}
+
 func run(o options) error {
-	if o.dir == "" {
-		dir, err := os.MkdirTemp("", "oceanhooks-deliveries-")
-		if err != nil {
-			return err
-		}
-		defer func() { _ = os.RemoveAll(dir) }()
-		o.dir = dir
-	}
-	bopts := queue.BadgerOptions(o.dir)
-	switch o.badgerMem {
-	case "shipped":
-	case "lowmem":
-		bopts = lowMem(bopts)
-	default:
-		return fmt.Errorf("-badger is shipped or lowmem, not %q", o.badgerMem)
-	}
-	db, err := badger.Open(bopts)
-	if err != nil {
-		return fmt.Errorf("open badger: %w", err)
-	}
-	defer func() { _ = db.Close() }()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	users := make([]string, o.hooksN)
-	var hk queue.Hooks
-	switch o.hooksKind {
-	case "store":
-		st, err := hooks.Open(db, hooks.Options{Logger: logger})
-		if err != nil {
-			return err
-		}
-		for i := range users {
-			users[i] = "benchuser" + strconv.Itoa(i)
-			_, err := st.Create(hooks.Hook{UserID: users[i], Name: "bench", On: []string{webhook.Note},
-				URL: hookURL(o, i), Secret: "bench-secret", Active: true}, 1)
-			if err != nil {
-				return err
-			}
-		}
-		hk = st
-	case "fake":
-		f := &fakeHooks{byUser: map[string][]webhook.Target{}, byID: map[string]webhook.Target{}}
-		for i := range users {
-			users[i] = "benchuser" + strconv.Itoa(i)
-			t := webhook.Target{HookID: fmt.Sprintf("benchhook%07d", i), UserID: users[i],
-				URL: hookURL(o, i), Secret: "bench-secret", Active: true}
-			f.byUser[users[i]] = []webhook.Target{t}
-			f.byID[t.HookID] = t
-		}
-		hk = f
-	default:
-		return fmt.Errorf("-hooks is store or fake, not %q", o.hooksKind)
+	for i := range users {
+		users[i] = "benchuser" + strconv.Itoa(i)
 	}
-
-	q, err := queue.Open(db, hk, queue.Options{
+	qopts := queue.Options{
 		ServerURL:              "https://ocean.example",
 		AllowedPrivateNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		Logger:                 logger,
-	})
+	}
+	var (
+		qs        []deliveryQueue
+		cleanup   func()
+		err       error
+		storeName = "badger"
+		sidecars  = 1
+	)
+	if o.postgres != "" {
+		storeName, sidecars = "postgres", o.sidecars
+		qs, cleanup, err = openPostgres(ctx, o, users, qopts, logger)
+	} else {
+		var q *queue.Queue
+		q, cleanup, err = openBadger(o, users, qopts, logger)
+		qs = []deliveryQueue{q}
+	}
+	defer cleanup()
 	if err != nil {
 		return err
 	}
+	q := qs[0]
 	body, err := noteBody()
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	rc := &receiverClient{base: o.receiver}
 
 	// Drain phase: fill with the workers stopped, then run them.
@@ -211,7 +200,7 @@ func run(o options) error {
 	}
 	if o.fillOnly {
 		emit(Result{Phase: "fill", Hooks: o.hooksKind, HookCount: o.hooksN, Events: o.events,
-			FillSeconds: fill.Seconds(), Badger: o.badgerMem, RSS: fillRSS, PeakRSS: fillPeak})
+			FillSeconds: fill.Seconds(), Badger: o.badgerMem, Store: storeName, Sidecars: sidecars, RSS: fillRSS, PeakRSS: fillPeak})
 		return nil
 	}
 	runDone := make(chan error, 1)
@@ -220,7 +209,9 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	go func() { runDone <- q.Run(ctx) }()
+	for _, q := range qs {
+		go func() { runDone <- q.Run(ctx) }()
+	}
 	st, err := rc.waitFor(int64(o.events), o.timeout)
 	stopProfile()
 	if err != nil {
@@ -232,7 +223,7 @@ func run(o options) error {
 		FillSeconds: fill.Seconds(), Seconds: secs, PerSecond: float64(st.Unique) / secs,
 		Received: st.Received, Unique: st.Unique, Duplicates: st.Duplicates,
 		P50Ms: st.P50Ms, P90Ms: st.P90Ms, P99Ms: st.P99Ms, MaxMs: st.MaxMs,
-		Badger: o.badgerMem, FillRSS: fillRSS, RSS: rss, PeakRSS: peak})
+		Badger: o.badgerMem, Store: storeName, Sidecars: sidecars, FillRSS: fillRSS, RSS: rss, PeakRSS: peak})
 
 	// Steady phases: one event per Enqueue, as one notes/create call makes.
 	for _, rate := range o.rates {
@@ -250,7 +241,7 @@ func run(o options) error {
 			}
 			wg.Go(func() {
 				ev := []webhook.Event{{Type: webhook.Note, UserID: users[i%len(users)], Body: body}}
-				if _, err := q.Enqueue(ctx, ev); err != nil {
+				if _, err := qs[i%len(qs)].Enqueue(ctx, ev); err != nil {
 					failed.Add(1)
 				}
 			})
@@ -269,10 +260,154 @@ func run(o options) error {
 			Seconds: secs, PerSecond: float64(st.Unique) / secs,
 			Received: st.Received, Unique: st.Unique, Duplicates: st.Duplicates,
 			P50Ms: st.P50Ms, P90Ms: st.P90Ms, P99Ms: st.P99Ms, MaxMs: st.MaxMs,
-			Badger: o.badgerMem, RSS: rss, PeakRSS: peak})
+			Badger: o.badgerMem, Store: storeName, Sidecars: sidecars, RSS: rss, PeakRSS: peak})
 	}
 	cancel()
-	return <-runDone
+	for range qs {
+		if err := <-runDone; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openBadger opens the Badger store in o.dir (a temporary one by default),
+// its hook store (or the in-memory stand-in) with a hook per user, and the
+// queue. The cleanup closes the store.
+func openBadger(o options, users []string, qopts queue.Options, logger *slog.Logger) (*queue.Queue, func(), error) {
+	var closers []func()
+	cleanup := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	if o.dir == "" {
+		dir, err := os.MkdirTemp("", "oceanhooks-deliveries-")
+		if err != nil {
+			return nil, cleanup, err
+		}
+		closers = append(closers, func() { _ = os.RemoveAll(dir) })
+		o.dir = dir
+	}
+	bopts := queue.BadgerOptions(o.dir)
+	switch o.badgerMem {
+	case "shipped":
+	case "lowmem":
+		bopts = lowMem(bopts)
+	default:
+		return nil, cleanup, fmt.Errorf("-badger is shipped or lowmem, not %q", o.badgerMem)
+	}
+	db, err := badger.Open(bopts)
+	if err != nil {
+		return nil, cleanup, fmt.Errorf("open badger: %w", err)
+	}
+	closers = append(closers, func() { _ = db.Close() })
+
+	var hk queue.Hooks
+	switch o.hooksKind {
+	case "store":
+		st, err := hooks.Open(db, hooks.Options{Logger: logger})
+		if err != nil {
+			return nil, cleanup, err
+		}
+		if err := createHooks(st, o, users); err != nil {
+			return nil, cleanup, err
+		}
+		hk = st
+	case "fake":
+		f := &fakeHooks{byUser: map[string][]webhook.Target{}, byID: map[string]webhook.Target{}}
+		for i := range users {
+			t := webhook.Target{HookID: fmt.Sprintf("benchhook%07d", i), UserID: users[i],
+				URL: hookURL(o, i), Secret: "bench-secret", Active: true}
+			f.byUser[users[i]] = []webhook.Target{t}
+			f.byID[t.HookID] = t
+		}
+		hk = f
+	default:
+		return nil, cleanup, fmt.Errorf("-hooks is store or fake, not %q", o.hooksKind)
+	}
+	q, err := queue.Open(db, hk, qopts)
+	return q, cleanup, err
+}
+
+// openPostgres makes a fresh schema on the server at o.postgres, migrates
+// it, and opens o.sidecars hook stores and queues on it (each on a pool of
+// its own, its hook store following the others' changes); the hooks are
+// created through the first. The cleanup closes them and drops the schema.
+func openPostgres(ctx context.Context, o options, users []string, qopts queue.Options, logger *slog.Logger) ([]deliveryQueue, func(), error) {
+	if o.hooksKind != "store" {
+		return nil, func() {}, errors.New("-postgres takes the real hook store only (-hooks store)")
+	}
+	if o.sidecars < 1 {
+		return nil, func() {}, errors.New("-sidecars must be at least 1")
+	}
+	schema := fmt.Sprintf("bench_%d", time.Now().UnixNano())
+	follow, stop := context.WithCancel(ctx)
+	var closers []func()
+	var following sync.WaitGroup
+	cleanup := func() {
+		stop()
+		following.Wait()
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	closers = append(closers, func() { dropSchema(o.postgres, schema) })
+	var qs []deliveryQueue
+	for i := range o.sidecars {
+		db, err := pgstore.Open(ctx, o.postgres, schema, logger)
+		if err != nil {
+			return nil, cleanup, err
+		}
+		closers = append(closers, db.Close)
+		if i == 0 {
+			if _, err := db.Migrate(ctx); err != nil {
+				return nil, cleanup, err
+			}
+		}
+		st, err := hooks.OpenPostgres(ctx, db, hooks.Options{Logger: logger})
+		if err != nil {
+			return nil, cleanup, err
+		}
+		following.Go(func() { _ = st.Run(follow) })
+		if i == 0 {
+			if err := createHooks(st, o, users); err != nil {
+				return nil, cleanup, err
+			}
+		}
+		q, err := queue.OpenPostgres(ctx, db, st, qopts)
+		if err != nil {
+			return nil, cleanup, err
+		}
+		qs = append(qs, q)
+	}
+	return qs, cleanup, nil
+}
+
+func dropSchema(url, schema string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		log.Printf("deliveries: drop schema %s: %v", schema, err)
+		return
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+		log.Printf("deliveries: drop schema %s: %v", schema, err)
+	}
+}
+
+// createHooks creates one hook on `note` per user in st.
+func createHooks(st *hooks.Store, o options, users []string) error {
+	for i := range users {
+		_, err := st.Create(hooks.Hook{UserID: users[i], Name: "bench", On: []string{webhook.Note},
+			URL: hookURL(o, i), Secret: "bench-secret", Active: true}, 1)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // lowMem is a candidate for a smaller resident set: memtables of 16 MiB (3,
