@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,8 @@ type DB struct {
 	// Listen's callers (the hook store, the queue): how many run and how
 	// many of them are connected and listening.
 	listeners, listening atomic.Int32
+
+	leading sync.Map // Lead's name → whether this process holds it now
 }
 
 // Open connects to the PostgreSQL server at url (a libpq URL or key=value
