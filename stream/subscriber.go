@@ -82,17 +82,17 @@ type Health struct {
 
 // Subscriber keeps a subscription to Ocean's channel and feeds the Sink.
 type Subscriber struct {
-	opts   Options
-	client *redis.Client
-	subs   Subscriptions
-	sink   Sink
-	react  Reactions
-	m      *metrics
-	log    *slog.Logger
+	opts  Options
+	redis *redis.Options // each Run's client is made from these
+	subs  Subscriptions
+	sink  Sink
+	react Reactions
+	m     *metrics
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	health  Health
-	changed bool // health was set by a connection attempt, not by New
+	changed bool // health was set by this Run's connection attempts, not by New or a Run's end
 	// onHealth is told of every state change (the confirm step).
 	onHealth []func(Health)
 }
@@ -146,7 +146,7 @@ func New(opts Options, subs Subscriptions, sink Sink, react Reactions) (*Subscri
 	ro.DialTimeout = opts.PingInterval
 	ro.ReadTimeout = -1 // the subscription's reads are bounded by ReceiveTimeout
 	ro.WriteTimeout = opts.PingInterval
-	s := &Subscriber{opts: opts, client: redis.NewClient(ro), subs: subs, sink: sink, react: react,
+	s := &Subscriber{opts: opts, redis: ro, subs: subs, sink: sink, react: react,
 		log: opts.Logger, health: Health{Since: opts.Now(), LastError: "not connected yet"}}
 	s.m = newMetrics()
 	if opts.Registerer != nil {
@@ -204,9 +204,14 @@ func (s *Subscriber) setHealth(up bool, err error) {
 
 // Run subscribes and feeds the Sink until ctx ends, reconnecting with
 // backoff whenever the connection is lost. It returns nil after ctx ends and
-// everything read has been handed to the Sink.
+// everything read has been handed to the Sink; the subscription is closed
+// then, and the state reads "stopped". Run may be called again after it
+// returned (a sidecar that leads the stream for several terms): each Run has
+// a Redis client of its own, and the first state it reaches is reported to
+// OnHealth's functions. Runs must not overlap.
 func (s *Subscriber) Run(ctx context.Context) error {
-	defer s.client.Close()
+	client := redis.NewClient(s.redis)
+	defer client.Close()
 	events := make(chan webhook.Event, s.opts.Buffer)
 	reacted := make(chan Reacted, s.opts.Buffer)
 	var wg sync.WaitGroup
@@ -224,12 +229,13 @@ func (s *Subscriber) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	s.receive(ctx, events, reacted)
+	s.receive(ctx, client, events, reacted)
 	close(events)
 	close(reacted)
 	wg.Wait()
 	s.mu.Lock()
 	s.health = Health{Since: s.opts.Now(), LastError: "stopped"}
+	s.changed = false
 	s.mu.Unlock()
 	s.m.connected.Set(0)
 	s.log.Info("event stream closed", "channel", s.opts.Channel)
@@ -237,8 +243,8 @@ func (s *Subscriber) Run(ctx context.Context) error {
 }
 
 // receive reads messages until ctx ends.
-func (s *Subscriber) receive(ctx context.Context, events chan<- webhook.Event, reacted chan<- Reacted) {
-	ps := s.client.Subscribe(ctx, s.opts.Channel)
+func (s *Subscriber) receive(ctx context.Context, client *redis.Client, events chan<- webhook.Event, reacted chan<- Reacted) {
+	ps := client.Subscribe(ctx, s.opts.Channel)
 	defer ps.Close()
 	backoff := s.opts.MinBackoff
 	pinged := false

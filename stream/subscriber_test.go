@@ -236,3 +236,43 @@ func TestSubscriberRetriesTheSink(t *testing.T) {
 func countOf(s, sub string) int { return strings.Count(s, sub) }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestSubscriberRunsAgain: a Run that returned (a sidecar's term leading the
+// stream ended) can be followed by another on the same Subscriber: it
+// connects again with a client of its own, its state changes reach OnHealth
+// again, and it takes messages; the metrics stay registered once.
+func TestSubscriberRunsAgain(t *testing.T) {
+	rs := redistest.Start(t)
+	sink, reg := &recorder{}, prometheus.NewRegistry()
+	sub, err := New(Options{URL: rs.URL(), Channel: channel, PingInterval: 200 * time.Millisecond,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler), Registerer: reg}, everyone{}, sink, reactions{})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var states []bool
+	sub.OnHealth(func(h Health) {
+		mu.Lock()
+		states = append(states, h.Connected)
+		mu.Unlock()
+	})
+	mention := `{"channel":"mainStream:u1","message":{"type":"mention","body":{"id":"n1"}}}`
+	for term := 1; term <= 2; term++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- sub.Run(ctx) }()
+		require.Eventually(t, func() bool { return sub.Health().Connected }, 10*time.Second, 5*time.Millisecond, "term %d", term)
+		_, err := rs.Publish(channel, mention)
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return len(sink.got()) == term }, 10*time.Second, 5*time.Millisecond, "term %d", term)
+		cancel()
+		require.NoError(t, <-done)
+		assert.Equal(t, "stopped", sub.Health().LastError)
+		assert.Equal(t, 0.0, testutil.ToFloat64(sub.m.connected))
+	}
+	mu.Lock()
+	assert.Equal(t, []bool{true, true}, states, "each term's connection is reported")
+	mu.Unlock()
+	n, err := testutil.GatherAndCount(reg, "oceanhooks_stream_connected")
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+}
