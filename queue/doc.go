@@ -150,14 +150,19 @@
 // candidates are read with FOR UPDATE SKIP LOCKED. Claims of all sidecars
 // take turns under a transaction-level advisory lock of the schema, and the
 // claim statement counts each hook's live leases, so PerHookConcurrency
-// holds across sidecars and no two sidecars ever lease one delivery. Each
-// claim first frees the leases past their time: a killed sidecar's
-// deliveries are claimed by the others, or by itself after a restart, once
-// its leases expire. A claim walks the hooks that have ready deliveries one
+// holds across sidecars and no two sidecars ever lease one delivery. Every
+// PollInterval each sidecar frees the leases past their time: a killed
+// sidecar's deliveries are claimed by the others, or by itself after a
+// restart, once its leases expire. A claim walks the hooks that have ready deliveries one
 // index probe each (earliest due first), so a hook with a large backlog at
 // its limit does not hold up the others. Workers bounds each sidecar's own
-// attempts. Claims are committed with a sync: a lease is durable before its
-// attempt starts.
+// attempts. A claim's commit waits for no sync (SET LOCAL
+// synchronous_commit = off): its lease is visible to every sidecar once
+// committed, and a crash of PostgreSQL that loses it leaves the delivery
+// ready, to be sent again (at least once). The table is vacuumed early
+// (storage parameters in the migration): every delivery's row is updated
+// twice and deleted within minutes, and the claim's index probes would
+// otherwise walk the dead entries.
 //
 // Outcomes (state, attempts, due, expiry, the attempt log entry, the lease
 // ended) are written in batches: whatever outcomes gathered while the
@@ -189,7 +194,8 @@
 //
 // Delivery is at least once; no two sidecars attempt one delivery at the
 // same time while the leases hold (an attempt is bounded by AttemptTimeout,
-// within its lease).
+// within its lease; only a crash of PostgreSQL that lost a lease's commit
+// lets another sidecar take that delivery while its attempt runs).
 //
 // Hold, Confirm and Settle keep the meaning of hold.go. An event key is a
 // row of queue_event_keys, locked (and made when missing) by every round

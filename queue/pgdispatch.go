@@ -33,8 +33,8 @@ func (q *PGQueue) Run(ctx context.Context) error {
 	return nil
 }
 
-// polled does nothing more: each claim frees the expired leases first.
-func (q *PGQueue) polled() {}
+// polled frees the leases that ran out.
+func (q *PGQueue) polled() { q.freeExpiredLeases(context.Background()) }
 
 // retryOutcomes hands the outcomes whose write failed to the writer again.
 func (q *PGQueue) retryOutcomes() { q.retryParked() }
@@ -135,9 +135,8 @@ RETURNING d.id, d.hook, d.created, d.event, d.type, d.attempts, d.body, d.lease_
 
 // claim leases up to n due deliveries to this queue. Claims of all
 // sidecars take turns (a transaction-level advisory lock of the schema), so
-// that the per-hook limit they count holds across sidecars; before each,
-// the leases that outlived AttemptTimeout + ShutdownGrace (their sidecar
-// died, or could not write their outcome) are freed.
+// that the per-hook limit they count holds across sidecars. Leases that ran
+// out are freed by freeExpiredLeases, every PollInterval.
 func (q *PGQueue) claim(ctx context.Context, n int) ([]*pgLease, error) {
 	if err := q.inject("claim"); err != nil {
 		return nil, err
@@ -145,18 +144,18 @@ func (q *PGQueue) claim(ctx context.Context, n int) ([]*pgLease, error) {
 	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
 	defer cancel()
 	var got []*pgLease
-	var freed int64
 	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
-		got, freed = got[:0], 0
+		got = got[:0]
+		// A lease is bookkeeping: visible to every sidecar once committed,
+		// it need not survive a crash of the database (its delivery is
+		// then ready again, at least once), so its commit waits for no
+		// sync.
+		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/queue/claim'))`); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `UPDATE queue_deliveries SET lease_owner = NULL, lease_until = NULL
-			WHERE lease_owner IS NOT NULL AND lease_until < clock_timestamp()`)
-		if err != nil {
-			return err
-		}
-		freed = tag.RowsAffected()
 		rows, err := tx.Query(ctx, claimSQL, q.opts.Now().UnixMilli(), n, q.opts.PerHookConcurrency, q.owner, q.leaseFor().Milliseconds())
 		if err != nil {
 			return err
@@ -175,10 +174,27 @@ func (q *PGQueue) claim(ctx context.Context, n int) ([]*pgLease, error) {
 	if err != nil {
 		return nil, err
 	}
-	if freed > 0 {
-		q.opts.Logger.Warn("leases outlived the attempt timeout; their deliveries are ready again", "count", freed)
-	}
 	return got, nil
+}
+
+// freeExpiredLeases makes the deliveries whose lease outlived
+// AttemptTimeout + ShutdownGrace (their sidecar died, or could not write
+// their outcome) ready again. It runs every PollInterval, not with each
+// claim: a lease that ran out waits at most that much longer, and claims do
+// not walk the lease index's dead entries, which pile up between vacuums.
+func (q *PGQueue) freeExpiredLeases(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	defer cancel()
+	tag, err := q.pool.Exec(ctx, `UPDATE queue_deliveries SET lease_owner = NULL, lease_until = NULL
+		WHERE lease_owner IS NOT NULL AND lease_until < now()`)
+	if err != nil {
+		q.opts.Logger.Error("free expired leases", "err", err)
+		return
+	}
+	if n := tag.RowsAffected(); n > 0 {
+		q.opts.Logger.Warn("leases outlived the attempt timeout; their deliveries are ready again", "count", n)
+		q.poke()
+	}
 }
 
 // leaseFor is how long a lease may last: an attempt (quick retries
