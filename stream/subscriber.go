@@ -242,18 +242,22 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	return nil
 }
 
-// receive reads messages until ctx ends.
+// receive reads messages until ctx ends. The end of ctx closes the
+// subscription at once, and what is read after it is not taken: a Run whose
+// term ended stops reading then, not at the next ping.
 func (s *Subscriber) receive(ctx context.Context, client *redis.Client, events chan<- webhook.Event, reacted chan<- Reacted) {
 	ps := client.Subscribe(ctx, s.opts.Channel)
 	defer ps.Close()
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer stop()
 	backoff := s.opts.MinBackoff
 	pinged := false
 	for ctx.Err() == nil {
 		msg, err := ps.ReceiveTimeout(ctx, s.opts.PingInterval)
+		if ctx.Err() != nil {
+			return
+		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && !pinged && s.Health().Connected {
 				// Quiet: ask the server whether the connection still works.

@@ -276,3 +276,25 @@ func TestSubscriberRunsAgain(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 }
+
+// TestSubscriberStopsReadingWhenItsContextEnds: a Run whose context ends
+// returns without waiting for the next ping (here a minute away), so a
+// sidecar whose term leading the stream ended stops reading before another
+// takes over.
+func TestSubscriberStopsReadingWhenItsContextEnds(t *testing.T) {
+	rs := redistest.Start(t)
+	sub, err := New(Options{URL: rs.URL(), Channel: channel, PingInterval: time.Minute,
+		Logger: slog.New(slog.DiscardHandler)}, everyone{}, &recorder{}, reactions{})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	require.Eventually(t, func() bool { return sub.Health().Connected }, 10*time.Second, 5*time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run still reading after its context ended")
+	}
+}
