@@ -15,7 +15,9 @@ import (
 // (on PostgreSQL: answers a query and this sidecar hears the others'
 // changes), the upstream accepts connections and no shutdown has begun, else 503 with
 // the reason; with the event stream configured, its state too (not a reason
-// to be unready: the API tap covers local calls meanwhile).
+// to be unready: the API tap covers local calls meanwhile), or, on a sidecar
+// that does not lead the stream (PostgreSQL: one leads at a time), that it
+// stands by.
 func (s *Server) ready(ctx context.Context) (int, map[string]any) {
 	body := map[string]any{"status": "ready"}
 	status := http.StatusOK
@@ -23,8 +25,16 @@ func (s *Server) ready(ctx context.Context) (int, map[string]any) {
 		body = map[string]any{"status": "not ready", "reason": reason}
 		status = http.StatusServiceUnavailable
 	}
-	if s.stream != nil {
-		body["stream"] = streamStatus(s.stream.Health())
+	switch {
+	case s.stream == nil:
+	case !s.streamLeading():
+		body["stream"] = map[string]any{"connected": false, "standby": true}
+	default:
+		st := streamStatus(s.stream.Health())
+		if s.lead != nil {
+			st["leader"] = true
+		}
+		body["stream"] = st
 	}
 	return status, body
 }

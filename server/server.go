@@ -66,6 +66,9 @@ type Server struct {
 	merger         *confirm.Merger    // nil without the event stream
 	stream         *stream.Subscriber // nil without the event stream
 	console        *admin.Admin       // the admin listener's routes and dashboard
+	// lead chooses the one sidecar sharing the store that runs the event
+	// stream (see streamTerm); nil on Badger, whose one process always does.
+	lead leader
 
 	mainLn, adminLn net.Listener
 	main, admin     *http.Server
@@ -235,6 +238,18 @@ func build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Serv
 				s.merger.StreamDown(h.Since)
 			}
 		})
+		s.lead = s.store.leader()
+		if err := s.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "oceanhooks_stream_leader",
+			Help: "1 while this sidecar is the one that subscribes to Ocean's event stream and ends the held events (on PostgreSQL one sidecar at a time).",
+		}, func() float64 {
+			if s.streamLeading() {
+				return 1
+			}
+			return 0
+		})); err != nil {
+			return nil, fmt.Errorf("stream metrics: %w", err)
+		}
 	}
 	apiOpts := hooks.APIOptions{
 		Logger:     logger.With("component", "hooks-api"),
@@ -381,8 +396,11 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return s.console.Run(gctx) })
 	if s.stream != nil {
-		g.Go(func() error { return s.stream.Run(gctx) })
-		g.Go(func() error { return s.merger.Run(gctx) })
+		if s.lead == nil {
+			g.Go(func() error { return s.streamTerm(gctx) })
+		} else {
+			g.Go(func() error { return s.lead.Lead(gctx, streamLead, s.streamTerm) })
+		}
 	}
 	err := g.Wait()
 	if cerr := s.Close(); cerr != nil {
@@ -392,6 +410,34 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Info("stopped")
 	}
 	return err
+}
+
+// streamLead is the name of the event stream's Lead.
+const streamLead = "stream"
+
+// streamTerm subscribes to Ocean's event stream and ends the held events
+// whose window is over (every sidecar's: they share the store), until ctx
+// ends. On Badger it runs as long as the server; on PostgreSQL only while
+// this sidecar leads, one sidecar at a time: a pub/sub message carries no
+// id, so the copies of one message read by several subscribers could not be
+// told apart from the repeats of a recurring event (follow, unfollow: a key
+// may occur again) or of an event without a key, and each sidecar would
+// deliver those once.
+// Holds are judged by the leader's own stream history: when a term ends the
+// merger counts the stream as down from then, so a later term's holds made
+// before its subscription is up are delivered as derived (at least once).
+func (s *Server) streamTerm(ctx context.Context) error {
+	var g errgroup.Group
+	g.Go(func() error { return s.stream.Run(ctx) })
+	g.Go(func() error { return s.merger.Run(ctx) })
+	err := g.Wait()
+	s.merger.StreamDown(time.Now())
+	return err
+}
+
+// streamLeading reports whether this sidecar runs the event stream now.
+func (s *Server) streamLeading() bool {
+	return s.lead == nil || s.lead.Leading(streamLead)
 }
 
 // shutdownHTTP drains the proxy listener within the grace period, then closes

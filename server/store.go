@@ -24,8 +24,20 @@ type store interface {
 	openQueue(ctx context.Context, h *hooks.Store, opts queue.Options) (deliveryQueue, error)
 	// unavailable says why the store cannot serve now, or "" when it can.
 	unavailable(ctx context.Context) string
+	// leader chooses the one sidecar that runs a job among those sharing
+	// the store; nil when the store has one process only (Badger's lock).
+	leader() leader
 	close() error
 }
+
+// leader runs a job in one sidecar at a time, with failover
+// (pgstore.DB.Lead).
+type leader interface {
+	Lead(ctx context.Context, name string, run func(ctx context.Context) error) error
+	Leading(name string) bool
+}
+
+var _ leader = (*pgstore.DB)(nil)
 
 // openStore opens the configured backend: Badger in cfg.DataDir (sized by
 // store.memoryBudget, which also sets Go's soft memory limit unless
@@ -95,6 +107,8 @@ func (b *badgerStore) unavailable(context.Context) string {
 	return ""
 }
 
+func (b *badgerStore) leader() leader { return nil }
+
 func (b *badgerStore) close() error { return b.db.Close() }
 
 // postgresStore is a PostgreSQL schema shared by every sidecar configured
@@ -123,6 +137,8 @@ func (p *postgresStore) unavailable(ctx context.Context) string {
 	}
 	return ""
 }
+
+func (p *postgresStore) leader() leader { return p.db }
 
 func (p *postgresStore) close() error {
 	p.db.Close()
