@@ -200,14 +200,14 @@
 // Hold, Confirm and Settle keep the meaning of hold.go. An event key is a
 // row of queue_event_keys, locked (and made when missing) by every round
 // whose Holds and Confirms decide about it, so their calls on all sidecars
-// are decided one after the other. Each sidecar that reads Ocean's event
-// stream confirms every event it sees: the first Confirm of an event
-// releases the held deliveries or stores new ones and marks the key
-// confirmed, and the others, finding it confirmed, count a repeat; the
-// dedupe key in the database (rather than one subscriber chosen through
-// PostgreSQL) needs no failover: any sidecar that sees an event can deliver
-// it. Settle takes the holds due with SKIP LOCKED, so several sidecars
-// settle different holds.
+// are decided one after the other: a Confirm and a Hold of one event on two
+// sidecars deliver it once, whichever comes first. Ocean's event stream is
+// read by one sidecar at a time (the server leads it through
+// pgstore.DB.Lead): a pub/sub message carries no id, so copies of one
+// message confirmed by several sidecars could not be told apart from a
+// recurring event's (a follow's key may occur again) or a keyless event's
+// second occurrence. Settle takes the holds due with SKIP LOCKED, so that
+// it never waits for a hold that a Confirm is releasing.
 //
 // The depth gauges count the store's rows (every sidecar's) at each scrape,
 // each count over a partial index that holds just those rows; DeadLetters
