@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -159,6 +161,52 @@ func TestReadinessReportsALostDatabase(t *testing.T) {
 	link.restore()
 	require.Eventually(t, func() bool { status, _ := readyz(); return status == http.StatusOK }, 30*time.Second, 20*time.Millisecond,
 		"ready again once the database answers")
+	require.NoError(t, r.stop(t))
+}
+
+// TestUnsubscribedCallsNeedNoDatabase: the hot path's promise on
+// PostgreSQL. With every connection to the database cut, tapped calls that
+// concern no subscribed hook are served and store nothing (no enqueue was
+// tried), while a call that does concern one tries to store its event and
+// fails, counted: the hooks' index is in memory, and only events go to the
+// database.
+func TestUnsubscribedCallsNeedNoDatabase(t *testing.T) {
+	oc := oceantest.New(t)
+	pgURL := pgtest.ServerURL(t)
+	schema := pgtest.NewSchema(t, pgURL)
+	u, err := url.Parse(pgURL)
+	require.NoError(t, err)
+	link := newRelay(t, u.Host)
+	u.Host = link.addr()
+	cfg := postgresConfig(t, oc.URL, u.String(), schema)
+	r := start(t, cfg)
+
+	status, body := post(t, r.proxyURL()+"/api/i/webhooks/create", oceantest.TokenAlice, map[string]any{
+		"name": "alice's notes", "url": "https://receiver.example/hook", "on": []string{"note"},
+	})
+	require.Equal(t, http.StatusOK, status, "%s", body)
+	skipped := func() string {
+		status, metrics := r.adminGet(t, "/metrics")
+		require.Equal(t, http.StatusOK, status)
+		for line := range strings.Lines(metrics) {
+			if strings.HasPrefix(line, `oceanhooks_derive_skipped_total{endpoint="notes/create",reason="enqueue"}`) {
+				return strings.TrimSpace(line[strings.LastIndexByte(line, ' '):])
+			}
+		}
+		return "0"
+	}
+
+	link.cut()
+	for i := range 20 {
+		status, body := post(t, r.proxyURL()+"/api/notes/create", oceantest.TokenBob, map[string]any{"text": fmt.Sprintf("bob %d", i)})
+		require.Equal(t, http.StatusOK, status, "%s", body)
+	}
+	assert.Equal(t, "0", skipped(), "no call of an unsubscribed user touched the database")
+
+	status, body = post(t, r.proxyURL()+"/api/notes/create", oceantest.TokenAlice, map[string]any{"text": "alice"})
+	require.Equal(t, http.StatusOK, status, "%s", body)
+	assert.Equal(t, "1", skipped(), "the subscribed call tried to store its event and could not")
+	link.restore()
 	require.NoError(t, r.stop(t))
 }
 
