@@ -15,15 +15,24 @@ import (
 )
 
 // streamView is what r's /readyz and /metrics say of the event stream: the
-// stream member of /readyz (nil when absent) and oceanhooks_stream_leader.
+// stream member of /readyz (nil when absent) and oceanhooks_stream_leader;
+// nil and "" while /readyz does not answer ready (a server starting, whose
+// store is not listening yet). It is polled by require.Eventually, so it
+// reports rather than fails.
 func streamView(t *testing.T, r *running) (readyz map[string]any, leader string) {
 	t.Helper()
 	status, body := get(t, r.adminURL()+"/readyz")
-	require.Equal(t, http.StatusOK, status, body)
+	if status != http.StatusOK {
+		return nil, ""
+	}
 	var ready struct{ Stream map[string]any }
-	require.NoError(t, json.Unmarshal([]byte(body), &ready))
+	if json.Unmarshal([]byte(body), &ready) != nil {
+		return nil, ""
+	}
 	status, metrics := r.adminGet(t, "/metrics")
-	require.Equal(t, http.StatusOK, status)
+	if status != http.StatusOK {
+		return nil, ""
+	}
 	if m := regexp.MustCompile(`(?m)^oceanhooks_stream_leader (\S+)$`).FindStringSubmatch(metrics); m != nil {
 		leader = m[1]
 	}
