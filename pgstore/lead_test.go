@@ -111,12 +111,18 @@ func TestLeadStopsWhenItsConnectionIsLost(t *testing.T) {
 	a := startLeaders(t, []*pgstore.DB{db}, &running, &most)[0]
 	require.Eventually(t, a.running.Load, 10*time.Second, 10*time.Millisecond)
 
-	// End the session holding the advisory lock, then start a second
-	// sidecar at once: it finds the lock free on its first try.
+	// End the session holding this schema's lock (other tests may hold
+	// advisory locks on the same server), then start a second sidecar at
+	// once: it finds the lock free on its first try.
 	ctx := context.Background()
 	var ended bool
-	require.NoError(t, db.Pool().QueryRow(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
-		WHERE locktype = 'advisory' AND granted LIMIT 1`).Scan(&ended))
+	require.NoError(t, db.Pool().QueryRow(ctx, `
+		WITH k AS (SELECT hashtext('oceanhooks.lead.' || $1 || '.stream')::bigint AS v)
+		SELECT pg_terminate_backend(l.pid) FROM pg_locks l, k
+		 WHERE l.locktype = 'advisory' AND l.granted
+		   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		   AND l.classid = ((k.v >> 32) & 4294967295)::oid AND l.objid = (k.v & 4294967295)::oid`,
+		db.Schema()).Scan(&ended))
 	require.True(t, ended)
 	b := startLeaders(t, []*pgstore.DB{pgtest.Again(t, db)}, &running, &most)[0]
 
