@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -250,6 +251,11 @@ func (q *PGQueue) attempt(ctx context.Context, l *pgLease) {
 		return
 	}
 	v := q.verdictOf(l.attempts, out, wait, end)
+	// The attempt log is jsonb, which holds no NUL (\u0000): a NUL in the
+	// answer is stored as U+FFFD, or the batch of outcomes written with it
+	// would fail every time.
+	entry.Response = strings.ReplaceAll(entry.Response, "\x00", "\uFFFD")
+	entry.Error = strings.ReplaceAll(entry.Error, "\x00", "\uFFFD")
 	enc, err := logEntry(entry)
 	if err != nil {
 		enc = []byte(`{}`)
