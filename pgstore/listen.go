@@ -13,6 +13,9 @@ import (
 const (
 	listenRetryMin = 100 * time.Millisecond
 	listenRetryMax = 5 * time.Second
+	// listenCheck is how long Listen's connection may stay quiet before
+	// Listen checks that it still answers a query.
+	listenCheck = 5 * time.Second
 )
 
 // Listen listens on channels (names from Channel) on a connection of its own
@@ -20,9 +23,10 @@ const (
 // is in place and before any notification is handed on, it calls onConnect:
 // notifications sent while it was disconnected are lost, and onConnect is
 // where the caller reloads what they would have told. onNotify gets every
-// notification, one at a time, in order. A lost connection or a failed
-// onConnect is logged and retried with backoff; Connected tells whether it is
-// listening now.
+// notification, one at a time, in order. A lost connection, one that stays
+// quiet for listenCheck and then does not answer a query, or a failed
+// onConnect is logged and retried with backoff; Connected tells whether it
+// is listening now.
 func (db *DB) Listen(ctx context.Context, channels []string, onConnect func(ctx context.Context) error, onNotify func(channel, payload string)) error {
 	db.listeners.Add(1)
 	defer db.listeners.Add(-1)
@@ -62,11 +66,24 @@ func (db *DB) listenOnce(ctx context.Context, channels []string, onConnect func(
 	defer db.listening.Add(-1)
 	connected()
 	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				return err
+		wctx, cancel := context.WithTimeout(ctx, listenCheck)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Quiet for listenCheck: a connection whose peer vanished
+			// without closing it would stay quiet for ever.
+			cctx, cancel := context.WithTimeout(ctx, leadCheckTimeout)
+			_, err := conn.Exec(cctx, "SELECT 1")
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				return fmt.Errorf("the connection stopped answering: %w", redact(err, db.cfg))
 			}
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("wait for notifications: %w", redact(err, db.cfg))
 		}
 		onNotify(n.Channel, n.Payload)
