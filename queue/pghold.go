@@ -258,30 +258,38 @@ func lockKeys(ctx context.Context, tx pgx.Tx, keys []string, now int64) (map[str
 	sorted := slices.Clone(keys)
 	slices.Sort(sorted)
 	sorted = slices.Compact(sorted)
-	if _, err := tx.Exec(ctx, `INSERT INTO queue_event_keys (key, expires) SELECT unnest($1::text[]), 0
-		ON CONFLICT (key) DO NOTHING`, sorted); err != nil {
-		return nil, err
-	}
-	rows, err := tx.Query(ctx, `SELECT key, mode, credits, expires FROM queue_event_keys
-		WHERE key = ANY($1) ORDER BY key FOR UPDATE`, sorted)
-	if err != nil {
-		return nil, err
-	}
 	states := make(map[string]keyState, len(sorted))
-	var (
-		key, mode string
-		credits   int64
-		expires   int64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&key, &mode, &credits, &expires}, func() error {
-		st := keyState{}
-		if expires > now && len(mode) == 1 {
-			st = keyState{mode: mode[0], credits: uint32(max(credits, 0))}
+	// A row the sweep deletes after the INSERT found it and before it is
+	// locked is missing from the SELECT: it is made again, until every key
+	// has its row locked (saveKeys writes only rows that exist).
+	for missing := sorted; len(missing) > 0; {
+		if _, err := tx.Exec(ctx, `INSERT INTO queue_event_keys (key, expires) SELECT unnest($1::text[]), 0
+			ON CONFLICT (key) DO NOTHING`, missing); err != nil {
+			return nil, err
 		}
-		states[key] = st
-		return nil
-	})
-	return states, err
+		rows, err := tx.Query(ctx, `SELECT key, mode, credits, expires FROM queue_event_keys
+			WHERE key = ANY($1) ORDER BY key FOR UPDATE`, missing)
+		if err != nil {
+			return nil, err
+		}
+		var (
+			key, mode string
+			credits   int64
+			expires   int64
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&key, &mode, &credits, &expires}, func() error {
+			st := keyState{}
+			if expires > now && len(mode) == 1 {
+				st = keyState{mode: mode[0], credits: uint32(max(credits, 0))}
+			}
+			states[key] = st
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		missing = slices.DeleteFunc(missing, func(k string) bool { _, ok := states[k]; return ok })
+	}
+	return states, nil
 }
 
 // saveKeys writes the states of the changed keys, each kept until its

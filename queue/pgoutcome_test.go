@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -57,4 +58,55 @@ func TestPGOutcomeWithNULInResponse(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, map[string]int{"h1": 1, "h2": 1}, hits)
+}
+
+// TestPGHoldOfAKeyTheSweepRemoves: a Hold of an expired event key whose row
+// the expiry sweep deletes while the Hold is deciding (after the Hold found
+// the row there, before it locked it) still stores the key held, so that
+// the confirmation releases the held delivery instead of storing a second
+// one.
+func TestPGHoldOfAKeyTheSweepRemoves(t *testing.T) {
+	clock := newFakeClock()
+	fh := newFakeHooks()
+	fh.add("h1", "u1", "http://127.0.0.1:9/", "", "mention")
+	db := pgtest.Open(t)
+	q := openPG(t, db, fh, testOptions(clock))
+	ctx := context.Background()
+	ev := event("u1", "mention", `{}`)
+	ev.Key = "k1"
+	h := hashKey(ev.Key)
+	// The key was confirmed long ago: expired, its row not swept yet.
+	_, err := db.Pool().Exec(ctx, `INSERT INTO queue_event_keys (key, mode, expires) VALUES ($1, 'c', 1)`, h)
+	require.NoError(t, err)
+
+	// The sweep's DELETE takes the row first (emulated: it locks the row,
+	// lets the Hold queue up behind it, then deletes it and commits).
+	sweep, err := db.Pool().Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sweep.Rollback(ctx) })
+	var pid int
+	require.NoError(t, sweep.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))
+	_, err = sweep.Exec(ctx, `SELECT 1 FROM queue_event_keys WHERE key = $1 FOR UPDATE`, h)
+	require.NoError(t, err)
+	held := make(chan error, 1)
+	go func() {
+		_, err := q.Hold(ctx, []webhook.Event{ev}, clock.Now().Add(time.Minute), time.Hour)
+		held <- err
+	}()
+	require.Eventually(t, func() bool {
+		var n int
+		err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&n)
+		return err == nil && n > 0
+	}, wait, poll, "the Hold waits for the sweep's row lock")
+	_, err = sweep.Exec(ctx, `DELETE FROM queue_event_keys WHERE expires <= $1`, clock.Now().UnixMilli())
+	require.NoError(t, err)
+	require.NoError(t, sweep.Commit(ctx))
+	require.NoError(t, <-held)
+
+	r, err := q.Confirm(ctx, []webhook.Event{ev}, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, ConfirmResult{Released: 1}, r, "the confirmation releases the held delivery")
+	ds, err := q.List(ctx, "h1", MaxListLimit, "")
+	require.NoError(t, err)
+	assert.Len(t, ds, 1)
 }
