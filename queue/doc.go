@@ -169,8 +169,10 @@
 // previous batch was written go in one transaction with SET LOCAL
 // synchronous_commit = off, updating only rows whose lease is still the
 // attempt's (an outcome never resurrects a delivery removed, redelivered or
-// re-leased meanwhile). A batch whose write fails is tried again every
-// PollInterval while its leases last. Run's end writes every outcome and
+// re-leased meanwhile). A batch PostgreSQL refuses is written again one
+// outcome per transaction, so that one it refuses holds up no other; an
+// outcome whose write fails is tried again every PollInterval while its
+// lease lasts. Run's end writes every outcome and
 // gives back every lease it still holds. A delivery of a hook this sidecar
 // does not know yet is given back, due again after PollInterval, unless it
 // is older than a minute (its hook is gone: it is dropped); a hook made

@@ -2,12 +2,14 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Run delivers until ctx ends: it claims due deliveries (new ones at once,
@@ -282,9 +284,30 @@ RETURNING d.id`
 // writeOutcomes writes a round of outcomes in one transaction, with
 // synchronous_commit off: no caller waits for them, and a crash that loses
 // them leaves their deliveries leased until the lease expires, then ready
-// (at least once; see the package doc). When the write fails, the outcomes
-// are tried again by Run while their leases last.
+// (at least once; see the package doc). When PostgreSQL refuses the round
+// (an error of the server's, not a lost connection), each outcome is
+// written in a transaction of its own, so that one it refuses does not hold
+// up the others. Outcomes whose write failed are tried again by Run while
+// their leases last.
 func (q *PGQueue) writeOutcomes(os []*pgOutcome) {
+	err := q.writeOutcomeRound(os)
+	var refused *pgconn.PgError
+	if err != nil && len(os) > 1 && errors.As(err, &refused) {
+		for _, o := range os {
+			q.writeOutcomes([]*pgOutcome{o})
+		}
+		return
+	}
+	if err != nil {
+		q.opts.Logger.Error("record delivery outcomes; will try again", "outcomes", len(os), "err", err)
+		q.parkMu.Lock()
+		q.parked = append(q.parked, os...)
+		q.parkMu.Unlock()
+	}
+}
+
+// writeOutcomeRound writes os in one transaction (writeOutcomes).
+func (q *PGQueue) writeOutcomeRound(os []*pgOutcome) error {
 	ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
 	defer cancel()
 	var (
@@ -347,11 +370,7 @@ func (q *PGQueue) writeOutcomes(os []*pgOutcome) {
 		})
 	}
 	if err != nil {
-		q.opts.Logger.Error("record delivery outcomes; will try again", "outcomes", len(os), "err", err)
-		q.parkMu.Lock()
-		q.parked = append(q.parked, os...)
-		q.parkMu.Unlock()
-		return
+		return err
 	}
 	for _, o := range s {
 		if applied[o.l.id] && o.logged != nil {
@@ -359,6 +378,7 @@ func (q *PGQueue) writeOutcomes(os []*pgOutcome) {
 		}
 	}
 	q.poke() // the hooks' slots are free
+	return nil
 }
 
 // retryParked hands the outcomes whose write failed to the writer again,

@@ -110,3 +110,30 @@ func TestPGHoldOfAKeyTheSweepRemoves(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, ds, 1)
 }
+
+// TestPGOutcomeTheDatabaseRefusesHoldsUpNoOther: when PostgreSQL refuses
+// one outcome of a round (here an attempt log entry that is not JSON), the
+// other outcomes of the round are written all the same, each on its own,
+// and only the refused one waits to be tried again.
+func TestPGOutcomeTheDatabaseRefusesHoldsUpNoOther(t *testing.T) {
+	fh := newFakeHooks()
+	fh.add("h1", "u1", "http://127.0.0.1:9/", "", "note")
+	fh.add("h2", "u1", "http://127.0.0.1:9/", "", "note")
+	q := openPG(t, pgtest.Open(t), fh, testOptions(nil))
+	require.Equal(t, 2, put(t, q, event("u1", "note", `{}`)))
+	leases, err := q.claim(context.Background(), 10)
+	require.NoError(t, err)
+	require.Len(t, leases, 2)
+
+	delivered := verdict{state: webhook.StateDelivered, expires: time.Now().Add(time.Hour).UnixMilli()}
+	bad := &pgOutcome{l: leases[0], kind: outcomeSettle, v: delivered, entry: []byte(`{"not json`)}
+	good := &pgOutcome{l: leases[1], kind: outcomeSettle, v: delivered, entry: []byte(`{"status":204}`)}
+	q.writeOutcomes([]*pgOutcome{bad, good})
+
+	assert.Equal(t, webhook.StateDelivered, stateOf(t, q, leases[1].hook), "the good outcome is written")
+	assert.NotEqual(t, webhook.StateDelivered, stateOf(t, q, leases[0].hook), "the refused one is not")
+	q.parkMu.Lock()
+	defer q.parkMu.Unlock()
+	require.Len(t, q.parked, 1, "only the refused outcome waits to be tried again")
+	assert.Same(t, bad, q.parked[0])
+}
