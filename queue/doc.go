@@ -175,8 +175,9 @@
 // lease lasts. Run's end writes every outcome and
 // gives back every lease it still holds. A delivery of a hook this sidecar
 // does not know yet is given back, due again after PollInterval, unless it
-// is older than a minute (its hook is gone: it is dropped); a hook made
-// through another sidecar reaches this one within a second. The hooks'
+// is older than a minute and this sidecar hears the others' changes (its
+// hook is gone: it is dropped); a hook made through another sidecar reaches
+// this one within a second. The hooks'
 // latest attempts go to the hook store in batches, as on Badger.
 //
 // What each crash leaves (a sidecar's SIGKILL, or PostgreSQL's own crash):

@@ -234,9 +234,11 @@ func (q *PGQueue) attempt(ctx context.Context, l *pgLease) {
 	log := q.opts.Logger.With("delivery", l.id, "hook", l.hook, "type", l.typ)
 	target, ok := q.hooks.Target(l.hook)
 	if !ok {
-		if q.opts.Now().Sub(time.UnixMilli(l.created)) < unknownGrace {
+		if q.opts.Now().Sub(time.UnixMilli(l.created)) < unknownGrace || !q.db.Connected() {
 			// Made through another sidecar, whose hook may not have
-			// reached this one's index yet: tried again shortly.
+			// reached this one's index yet (or cannot while this
+			// sidecar does not hear the others' changes): tried again
+			// shortly.
 			log.Debug("hook not known here yet; delivery tried again shortly")
 			q.books.submit(&pgOutcome{l: l, kind: outcomeRelease, due: q.opts.Now().Add(q.opts.PollInterval).UnixMilli()})
 			return

@@ -3,9 +3,11 @@ package queue
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oceanhooks/oceanhooks/internal/pgtest"
+	"github.com/oceanhooks/oceanhooks/internal/testlog"
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
 
@@ -136,4 +139,62 @@ func TestPGOutcomeTheDatabaseRefusesHoldsUpNoOther(t *testing.T) {
 	defer q.parkMu.Unlock()
 	require.Len(t, q.parked, 1, "only the refused outcome waits to be tried again")
 	assert.Same(t, bad, q.parked[0])
+}
+
+// TestPGUnknownHookKeptWhileDeaf: a delivery whose hook this sidecar does
+// not know, old enough to count as its hook's leftover, is given back, not
+// dropped, while the store's listeners are not all connected (this sidecar
+// may be missing a hook made through another); once they are, it is
+// dropped as a deleted hook's.
+func TestPGUnknownHookKeptWhileDeaf(t *testing.T) {
+	clock := newFakeClock()
+	fh := newFakeHooks()
+	fh.add("h1", "u1", "http://127.0.0.1:9/", "", "note") // nothing listens: every attempt fails
+	db := pgtest.Open(t)
+	logs := &testlog.Buffer{}
+	opts := testOptions(clock)
+	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	q := openPG(t, db, fh, opts)
+	require.Equal(t, 1, put(t, q, event("u1", "note", `{}`)))
+	clock.Advance(2 * unknownGrace) // old enough to count as a deleted hook's
+
+	// A listener of the same store that cannot finish connecting.
+	ctx, cancel := context.WithCancel(context.Background())
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		_ = db.Listen(ctx, []string{db.Channel("deaf")}, func(ctx context.Context) error {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		}, func(string, string) {})
+	})
+	start(t, q)
+	// The hook is known at first: one failed attempt, then it is gone here.
+	require.Eventually(t, func() bool {
+		d := listed(t, q, "h1")
+		return len(d) == 1 && len(d[0].Attempts) == 1
+	}, wait, poll)
+	fh.remove("h1")
+	const msg = "hook not known here yet"
+	for n := 1; n <= 3; n++ {
+		clock.Advance(time.Hour) // due again
+		require.Eventually(t, func() bool { return strings.Count(logs.String(), msg) >= n }, wait, poll,
+			"given back, again and again")
+		require.False(t, db.Connected())
+		assert.Len(t, listed(t, q, "h1"), 1, "not dropped while deaf")
+	}
+	assert.NotContains(t, logs.String(), "hook is gone")
+
+	close(release)
+	require.Eventually(t, db.Connected, wait, poll)
+	clock.Advance(time.Hour)
+	require.Eventually(t, func() bool { return len(listed(t, q, "h1")) == 0 }, wait, poll, "dropped once connected")
+	assert.Contains(t, logs.String(), "hook is gone")
 }

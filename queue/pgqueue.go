@@ -65,7 +65,10 @@ const dbTimeout = 30 * time.Second
 // unknownGrace is how old a delivery of a hook this sidecar does not know
 // must be before it is dropped as its hook's: a hook made through another
 // sidecar reaches this one's index within a second, so a younger delivery
-// of an unknown hook waits for it instead (see the package doc).
+// of an unknown hook waits for it instead (see the package doc). While the
+// store's listeners are not all connected (pgstore.DB.Connected), no
+// delivery is dropped for an unknown hook: this sidecar may be missing the
+// others' changes.
 const unknownGrace = time.Minute
 
 // OpenPostgres prepares the queue on db, whose schema must be migrated
