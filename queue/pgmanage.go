@@ -253,5 +253,6 @@ func (q *PGQueue) resumeJobs(ctx context.Context) error {
 		}
 		q.jobs.add(s.hook, jobRedeliver, s.job)
 	}
+	q.opts.Logger.Debug("looked for the work a restart left", "redeliver_all_jobs", len(found), "deleted_hooks", len(gone))
 	return nil
 }

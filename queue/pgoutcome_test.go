@@ -176,10 +176,12 @@ func TestPGUnknownHookKeptWhileDeaf(t *testing.T) {
 		}, func(string, string) {})
 	})
 	start(t, q)
-	// The hook is known at first: one failed attempt, then it is gone here.
+	// The hook is known at first (also to the look for a restart's leftovers,
+	// which would remove an old delivery of an unknown hook): one failed
+	// attempt, then it is gone here.
 	require.Eventually(t, func() bool {
 		d := listed(t, q, "h1")
-		return len(d) == 1 && len(d[0].Attempts) == 1
+		return len(d) == 1 && len(d[0].Attempts) == 1 && strings.Contains(logs.String(), "looked for the work a restart left")
 	}, wait, poll)
 	fh.remove("h1")
 	const msg = "hook not known here yet"
