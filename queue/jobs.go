@@ -213,7 +213,12 @@ func (j *jobs) step(w jobWorker, log *slog.Logger, hook string, jb job) error {
 	case jobRedeliver:
 		after, done, err := w.redeliverBatch(hook, jb.redeliver)
 		if errors.Is(err, errJobChanged) {
-			return nil // a newer call (or the removal) takes over
+			// A newer call or the removal took over: here (the job
+			// was replaced meanwhile, and advance leaves it be), or
+			// through another sidecar sharing the store, which runs
+			// the stored job: this copy is dropped.
+			j.advance(hook, jb, true, "")
+			return nil
 		}
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -199,4 +201,48 @@ func TestPGUnknownHookKeptWhileDeaf(t *testing.T) {
 	clock.Advance(time.Hour)
 	require.Eventually(t, func() bool { return len(listed(t, q, "h1")) == 0 }, wait, poll, "dropped once connected")
 	assert.Contains(t, logs.String(), "hook is gone")
+}
+
+// TestPGRedeliverAllTakenOverElsewhere: a redeliver-all job this sidecar
+// runs whose stored job another sidecar replaced (a newer call through it)
+// is left to that sidecar: this one drops its copy instead of trying it
+// again at every poll for ever.
+func TestPGRedeliverAllTakenOverElsewhere(t *testing.T) {
+	rc := newScripted(t)
+	fh := newFakeHooks()
+	fh.add("h1", "u1", rc.URL, "", "note")
+	rc.answer("h1", answer{status: http.StatusNotFound})
+	db := pgtest.Open(t)
+	var paused atomic.Bool
+	a := openPG(t, db, fh, testOptions(nil))
+	a.fault = func(op string) error {
+		if op == "job" && paused.Load() {
+			return errors.New("paused by the test")
+		}
+		return nil
+	}
+	b := openPG(t, pgtest.Again(t, db), fh, testOptions(nil))
+	start(t, a)
+	for range 3 {
+		put(t, a, event("u1", "note", `{}`))
+	}
+	require.Eventually(t, func() bool { return len(a.DeadLetters()) == 1 && a.DeadLetters()["h1"] == 3 }, wait, poll)
+
+	paused.Store(true)
+	_, err := a.Redeliver(context.Background(), "h1", "")
+	require.NoError(t, err)
+	require.Equal(t, 1, a.jobs.pending())
+	// A newer call through the other sidecar (not running: its job stays
+	// stored for whoever resumes it) replaces the stored job.
+	put(t, a, event("u1", "note", `{}`))
+	require.Eventually(t, func() bool { return a.DeadLetters()["h1"] == 4 }, wait, poll)
+	_, err = b.Redeliver(context.Background(), "h1", "")
+	require.NoError(t, err)
+
+	paused.Store(false)
+	require.Eventually(t, func() bool { return a.jobs.pending() == 0 }, wait, poll,
+		"the job another sidecar took over is dropped here")
+	var stored int
+	require.NoError(t, db.Pool().QueryRow(context.Background(), "SELECT count(*) FROM queue_jobs").Scan(&stored))
+	assert.Equal(t, 1, stored, "the other sidecar's job stays stored, for it (or a restart) to run")
 }
