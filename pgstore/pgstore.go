@@ -138,10 +138,11 @@ func retryable(err error) bool {
 }
 
 // IsUniqueViolation reports whether err is PostgreSQL refusing a row that
-// would break a unique constraint.
-func IsUniqueViolation(err error) bool {
+// would break the unique constraint named constraint (any one when it is
+// empty).
+func IsUniqueViolation(err error, constraint string) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23505"
+	return errors.As(err, &pe) && pe.Code == "23505" && (constraint == "" || pe.ConstraintName == constraint)
 }
 
 // redact keeps the configured password out of an error's text: pgconn's

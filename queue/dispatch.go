@@ -54,6 +54,20 @@ type deliveryStore interface {
 	sweep(now time.Time) (int, error)
 }
 
+// every runs fn each period until ctx ends.
+func every(ctx context.Context, period time.Duration, fn func()) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
+		}
+	}
+}
+
 // run is the delivery loop of both queues' Run, with loops running beside
 // it until ctx ends: it dispatches at every wake-up and PollInterval, tries
 // failed outcome writes again and hands the hooks' latest attempts over

@@ -42,20 +42,6 @@ func (q *PGQueue) polled() { q.freeExpiredLeases(context.Background()) }
 // retryOutcomes hands the outcomes whose write failed to the writer again.
 func (q *PGQueue) retryOutcomes() { q.retryParked() }
 
-// every runs fn each period until ctx ends.
-func every(ctx context.Context, period time.Duration, fn func()) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			fn()
-		}
-	}
-}
-
 // claimMax is the most deliveries one claim takes.
 const claimMax = 256
 

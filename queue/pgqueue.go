@@ -10,7 +10,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/oceanhooks/oceanhooks/pgstore"
@@ -286,10 +285,7 @@ func (q *PGQueue) writeRound(ctx context.Context, ws []*pgWrite) error {
 
 // idTaken reports whether err is the store refusing a delivery whose id a
 // stored delivery has.
-func idTaken(err error) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "queue_deliveries_pkey"
-}
+func idTaken(err error) bool { return pgstore.IsUniqueViolation(err, "queue_deliveries_pkey") }
 
 // renewIDs gives items fresh delivery ids; an occurrence, named by the id
 // of its first delivery, takes that delivery's new id.
