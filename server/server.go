@@ -116,6 +116,8 @@ func New(cfg config.Config, logger *slog.Logger) (*Server, error) {
 	return build(context.Background(), cfg, logger)
 }
 
+// build is New with ctx bounding the store's opening: Run passes its own, so
+// that a signal ends a start that waits on an unreachable database.
 func build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
