@@ -94,8 +94,9 @@ func oneLeader(t *testing.T, scs []*sidecar) int {
 	return leader
 }
 
-// replayAcross replays every scenario of the pub/sub capture, each one's
-// calls through the next of scs in turn and Ocean's messages published on
+// replayAcross replays every scenario of the pub/sub capture (through one
+// sidecar, or several sharing a store), each one's calls through the next of
+// scs in turn and Ocean's messages published on
 // rs before the last call's answer: the receiver gets exactly what Ocean
 // itself sent, each event once.
 func replayAcross(t *testing.T, scs []*sidecar, c *oceantest.PubSubCapture, replay *oceantest.Replay, rs *redistest.Server, rc *receiver) {
@@ -119,7 +120,8 @@ func replayAcross(t *testing.T, scs []*sidecar, c *oceantest.PubSubCapture, repl
 			}
 			require.Eventually(t, func() bool { return len(rc.deliveries())-before >= len(want) }, streamWait, streamTick)
 			// Past the window nothing else arrives: no sidecar sends what
-			// another sent, nor what the stream did not confirm.
+			// another sent, nor what the stream did not confirm (those
+			// holds are dropped).
 			assert.Never(t, func() bool { return len(rc.deliveries())-before > len(want) }, 2*confirmWindow, 20*time.Millisecond)
 			var got []string
 			for _, d := range rc.deliveries()[before:] {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -106,36 +105,7 @@ func TestStreamReplaysOceansDeliveries(t *testing.T) {
 	sc := streamSidecar(t, c, replay, rs.URL(), rc)
 	require.Eventually(t, func() bool { return streamState(t, sc) }, streamWait, streamTick)
 
-	for _, s := range c.Scenarios {
-		t.Run(s.Label, func(t *testing.T) {
-			before := len(rc.deliveries())
-			replay.Before = func(n int) {
-				if n != len(s.Steps)-1 {
-					return
-				}
-				for _, m := range s.Messages {
-					_, err := rs.Publish(oceantest.PubSubHost, m)
-					assert.NoError(t, err)
-				}
-			}
-			play(t, sc, c, replay, s)
-			var want []string
-			for _, d := range s.Deliveries {
-				want = append(want, native(d))
-			}
-			require.Eventually(t, func() bool { return len(rc.deliveries())-before >= len(want) }, streamWait, streamTick)
-			// Past the window nothing else arrives (the holds the stream did
-			// not confirm are dropped).
-			assert.Never(t, func() bool { return len(rc.deliveries())-before > len(want) }, 2*confirmWindow, 20*time.Millisecond)
-			var got []string
-			for _, d := range rc.deliveries()[before:] {
-				got = append(got, delivered(t, d))
-			}
-			sort.Strings(got)
-			sort.Strings(want)
-			assert.Equal(t, want, got)
-		})
-	}
+	replayAcross(t, []*sidecar{sc}, c, replay, rs, rc)
 }
 
 // TestStreamDownTheAPITapCovers: with the stream unreachable, the API tap's
