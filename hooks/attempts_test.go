@@ -1,8 +1,12 @@
 package hooks
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -44,4 +48,37 @@ func TestRecordAttempts(t *testing.T) {
 	}
 	_, err := s.Get(gone.ID)
 	assert.ErrorIs(t, err, ErrNotFound, "an attempt never brings a deleted hook back")
+}
+
+// TestRecordAttemptsOfManyHooks: a batch larger than one Badger transaction
+// can hold (the queue hands over every hook that had an attempt in the last
+// interval, thousands on a busy server) is still recorded whole.
+func TestRecordAttemptsOfManyHooks(t *testing.T) {
+	dir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(false).
+		WithMemTableSize(1 << 20).WithValueThreshold(512)) // the server's value threshold, a smaller memtable
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	s, err := Open(db, Options{Now: newTestClock().Now, Rand: rand.New(rand.NewPCG(7, 8))})
+	require.NoError(t, err)
+	const users, perUser = 200, 20
+	at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	latest := map[string]webhook.LatestAttempt{}
+	for u := range users {
+		for i := range perUser {
+			h, err := s.Create(hook(fmt.Sprintf("user%04d", u), fmt.Sprintf("h%d", i), webhook.Note), perUser)
+			require.NoError(t, err)
+			latest[h.ID] = webhook.LatestAttempt{At: at.Add(time.Duration(len(latest)) * time.Millisecond), Status: 200 + len(latest)%2}
+		}
+	}
+	require.NoError(t, s.RecordAttempts(latest))
+	all, err := s.ListAll()
+	require.NoError(t, err)
+	require.Len(t, all, users*perUser)
+	for _, h := range all {
+		want := latest[h.ID]
+		require.NotNil(t, h.LatestSentAt, h.ID)
+		require.True(t, want.At.Equal(*h.LatestSentAt), h.ID)
+		require.Equal(t, want.Status, *h.LatestStatus, h.ID)
+	}
 }
