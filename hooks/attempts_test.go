@@ -82,3 +82,96 @@ func TestRecordAttemptsOfManyHooks(t *testing.T) {
 		require.Equal(t, want.Status, *h.LatestStatus, h.ID)
 	}
 }
+
+// TestLatestAttemptsKeyOnBadger: on Badger a batch of latest attempts is
+// written beside the hook's record, not into it (the record is neither read
+// nor rewritten); every read lays it over the record, a write of the record
+// folds it in, a restart keeps it, and a delete leaves nothing behind, even
+// for an attempt recorded after the hook went.
+func TestLatestAttemptsKeyOnBadger(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	s, err := Open(db, Options{Now: newTestClock().Now, Rand: rand.New(rand.NewPCG(7, 8))})
+	require.NoError(t, err)
+	h := mustCreate(t, s, hook(alice, "a", webhook.Note))
+	other := mustCreate(t, s, hook(alice, "b", webhook.Note))
+	version := func(key []byte) uint64 {
+		var v uint64
+		require.NoError(t, db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(key)
+			if err == nil {
+				v = item.Version()
+			}
+			return err
+		}))
+		return v
+	}
+	before := version(keyHook(h.ID))
+	t0 := time.Date(2026, 11, 27, 12, 0, 0, 123_456_789, time.UTC)
+	s.Attempted(h.ID, t0, true)
+	s.Attempted(h.ID, t0.Add(time.Minute), true)
+	require.NoError(t, s.RecordAttempts(map[string]webhook.LatestAttempt{h.ID: {At: t0.Add(time.Minute), Status: 502}}))
+	assert.Equal(t, before, version(keyHook(h.ID)), "the record is not rewritten")
+
+	check := func(step string, at time.Time, status, failures int) {
+		t.Helper()
+		for _, got := range []func() (Hook, error){
+			func() (Hook, error) { return s.Get(h.ID) },
+			func() (Hook, error) { return pick(h.ID)(s.List(alice)) },
+			func() (Hook, error) { return pick(h.ID)(s.ListAll()) },
+		} {
+			g, err := got()
+			require.NoError(t, err, step)
+			require.NotNil(t, g.LatestSentAt, step)
+			assert.True(t, at.Equal(*g.LatestSentAt), "%s: latestSentAt %s", step, g.LatestSentAt)
+			assert.Equal(t, status, *g.LatestStatus, step)
+			assert.Equal(t, failures, g.Failures, step)
+			if failures > 0 {
+				require.NotNil(t, g.FailingSince, step)
+				assert.True(t, t0.Equal(*g.FailingSince), step)
+			}
+		}
+	}
+	check("recorded", t0.Add(time.Minute), 502, 2)
+
+	name := "renamed"
+	_, err = s.Update(alice, h.ID, Patch{Name: &name})
+	require.NoError(t, err)
+	check("after an update of the record", t0.Add(time.Minute), 502, 2)
+	latestKeys := func() int {
+		n := 0
+		require.NoError(t, db.View(func(txn *badger.Txn) error {
+			return eachValue(txn, prefixLatest, func(_, _ []byte) error { n++; return nil })
+		}))
+		return n
+	}
+	assert.Zero(t, latestKeys(), "the update folded the key into the record")
+
+	require.NoError(t, s.RecordAttempts(map[string]webhook.LatestAttempt{h.ID: {At: t0.Add(2 * time.Minute), Status: 500}}))
+	require.NoError(t, db.Close())
+	db = openDB(t, dir)
+	t.Cleanup(func() { _ = db.Close() })
+	s, err = Open(db, Options{Now: newTestClock().Now, Rand: rand.New(rand.NewPCG(9, 9))})
+	require.NoError(t, err)
+	check("after a restart", t0.Add(2*time.Minute), 500, 2)
+
+	require.NoError(t, s.Delete(alice, other.ID))
+	require.NoError(t, s.RecordAttempts(map[string]webhook.LatestAttempt{other.ID: {At: t0, Status: 200}}))
+	require.NoError(t, s.Delete(alice, h.ID))
+	assert.Zero(t, latestKeys(), "a deleted hook leaves no latest attempt behind")
+}
+
+// pick returns a function that finds hook id in a list.
+func pick(id string) func([]Hook, error) (Hook, error) {
+	return func(hooks []Hook, err error) (Hook, error) {
+		if err != nil {
+			return Hook{}, err
+		}
+		for _, h := range hooks {
+			if h.ID == id {
+				return h, nil
+			}
+		}
+		return Hook{}, fmt.Errorf("hook %s not listed", id)
+	}
+}

@@ -1,6 +1,8 @@
 package hooks
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,14 +18,26 @@ import (
 //	h/native/<userID>/<oceanID>   the id of the hook imported from Ocean's hook oceanID;
 //	                              kept after that hook is deleted, so it is never imported again
 //	h/takeover/<userID>           when the user's hooks in Ocean were all taken over
+//	h/latest/<hookID>             the hook's latest attempt and run of failed attempts
+//	                              (binary, encodeLatest), newer than those in its record
+//
+// The queue hands the latest attempts of every hook that had one over each
+// second. Writing them as a small key of their own costs no read and no
+// JSON of the record, and a few dozen bytes instead of the whole record in
+// the store's log and tables. Every read of a record lays its h/latest key
+// over it (get, all); every write of a record folds the key in (put deletes
+// it, the record read through get carrying its values).
 const (
 	prefixHook     = "h/id/"
 	prefixUser     = "h/user/"
 	prefixNative   = "h/native/"
 	prefixTakeover = "h/takeover/"
+	prefixLatest   = "h/latest/"
 )
 
 func keyHook(id string) []byte { return []byte(prefixHook + id) }
+
+func keyLatest(id string) []byte { return []byte(prefixLatest + id) }
 
 func keyUserPrefix(userID string) []byte { return []byte(prefixUser + userID + "/") }
 
@@ -93,6 +107,7 @@ func (b badgerBackend) update(fn func(txn *badger.Txn) error) error {
 
 func (b badgerBackend) sync() error { return b.db.Sync() }
 
+// get reads hook id, its h/latest key laid over its record.
 func get(txn *badger.Txn, id string) (Hook, error) {
 	item, err := txn.Get(keyHook(id))
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -107,15 +122,74 @@ func get(txn *badger.Txn, id string) (Hook, error) {
 		h, err = decode(v)
 		return err
 	})
-	return h, err
+	if err != nil {
+		return Hook{}, err
+	}
+	item, err = txn.Get(keyLatest(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return h, nil
+	}
+	if err != nil {
+		return Hook{}, err
+	}
+	return h, item.Value(func(v []byte) error { return overlayLatest(&h, v) })
 }
 
+// put writes h's record, which holds its latest attempt from now on: the
+// h/latest key, if any, goes (h was read through get, so it carries it).
 func put(txn *badger.Txn, h Hook) error {
 	b, err := encode(h)
 	if err != nil {
 		return err
 	}
-	return txn.Set(keyHook(h.ID), b)
+	if err := txn.Set(keyHook(h.ID), b); err != nil {
+		return err
+	}
+	return txn.Delete(keyLatest(h.ID))
+}
+
+// latestVersion heads an h/latest value.
+const latestVersion = 1
+
+// encodeLatest is the h/latest value of a stamp with its run: a version
+// byte, then varints of the attempt's start (Unix ns), its status, the run's
+// start (Unix ns; 0: no run) and its failures.
+func encodeLatest(st stamp) []byte {
+	b := make([]byte, 1, 1+4*binary.MaxVarintLen64)
+	b[0] = latestVersion
+	b = binary.AppendVarint(b, st.at.UnixNano())
+	b = binary.AppendVarint(b, int64(st.status))
+	var since int64
+	if st.failingSince != nil {
+		since = st.failingSince.UnixNano()
+	}
+	b = binary.AppendVarint(b, since)
+	return binary.AppendVarint(b, int64(st.failures))
+}
+
+// overlayLatest sets h's latest attempt and run of failed attempts from an
+// h/latest value.
+func overlayLatest(h *Hook, v []byte) error {
+	if len(v) == 0 || v[0] != latestVersion {
+		return fmt.Errorf("decode latest attempt of hook %s: unknown format", h.ID)
+	}
+	var f [4]int64
+	rest := v[1:]
+	for i := range f {
+		x, n := binary.Varint(rest)
+		if n <= 0 {
+			return fmt.Errorf("decode latest attempt of hook %s: truncated", h.ID)
+		}
+		f[i], rest = x, rest[n:]
+	}
+	at, status := time.Unix(0, f[0]).UTC(), int(f[1])
+	h.LatestSentAt, h.LatestStatus = &at, &status
+	h.FailingSince, h.Failures = nil, int(f[3])
+	if f[2] != 0 {
+		since := time.Unix(0, f[2]).UTC()
+		h.FailingSince = &since
+	}
+	return nil
 }
 
 func (b badgerBackend) get(id string) (Hook, error) {
@@ -169,6 +243,9 @@ func (b badgerBackend) remove(userID, id string) (Hook, error) {
 		if err := txn.Delete(keyHook(id)); err != nil {
 			return err
 		}
+		if err := txn.Delete(keyLatest(id)); err != nil {
+			return err
+		}
 		return txn.Delete(keyUser(old.UserID, id))
 	})
 	return old, err
@@ -199,23 +276,43 @@ func (b badgerBackend) list(userID string) ([]Hook, error) {
 func (b badgerBackend) all() ([]Hook, error) {
 	out := []Hook{}
 	err := b.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixHook), PrefetchValues: true, PrefetchSize: 64})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var h Hook
-			err := it.Item().Value(func(v []byte) error {
-				var err error
-				h, err = decode(v)
-				return err
-			})
+		latest := map[string][]byte{}
+		err := eachValue(txn, prefixLatest, func(k, v []byte) error {
+			latest[string(k[len(prefixLatest):])] = bytes.Clone(v)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return eachValue(txn, prefixHook, func(_, v []byte) error {
+			h, err := decode(v)
 			if err != nil {
 				return err
 			}
+			if l, ok := latest[h.ID]; ok {
+				if err := overlayLatest(&h, l); err != nil {
+					return err
+				}
+			}
 			out = append(out, h)
-		}
-		return nil
+			return nil
+		})
 	})
 	return out, err
+}
+
+// eachValue calls fn with every key under prefix and its value (valid
+// during the call only).
+func eachValue(txn *badger.Txn, prefix string, fn func(k, v []byte) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix), PrefetchValues: true, PrefetchSize: 64})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		if err := item.Value(func(v []byte) error { return fn(item.Key(), v) }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (b badgerBackend) count(userID string) (int, error) {
@@ -307,10 +404,25 @@ func (b badgerBackend) markTakenOver(userID string, at time.Time) error {
 
 // stamp does not call Sync, but it is a commit like any other: on a
 // database opened with SyncWrites (queue.BadgerOptions, what the server
-// uses) that commit waits for its own sync of Badger's log.
+// uses) that commit waits for its own sync of Badger's log. A stamp with
+// its run is written as the hook's h/latest key, without reading or
+// rewriting its record; one without (RecordAttempt) rewrites the record.
 func (b badgerBackend) stamp(latest map[string]stamp) (map[string]time.Time, error) {
 	return nil, b.update(func(txn *badger.Txn) error {
 		for id, st := range latest {
+			if st.withRun {
+				_, err := txn.Get(keyHook(id))
+				if errors.Is(err, badger.ErrKeyNotFound) {
+					continue // deleted: never brought back
+				}
+				if err != nil {
+					return err
+				}
+				if err := txn.Set(keyLatest(id), encodeLatest(st)); err != nil {
+					return err
+				}
+				continue
+			}
 			h, err := get(txn, id)
 			if errors.Is(err, ErrNotFound) {
 				continue
