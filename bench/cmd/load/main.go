@@ -47,6 +47,7 @@ type config struct {
 	label       string
 	idsFile     string
 	total       int
+	slow        time.Duration
 }
 
 // Result is the JSON line printed at the end.
@@ -85,6 +86,7 @@ func main() {
 	flag.DurationVar(&c.retryWait, "retry-wait", 10*time.Millisecond, "closed-loop pause after a transport error")
 	flag.StringVar(&c.label, "label", "", "label copied into the result")
 	flag.StringVar(&c.idsFile, "ids", "", "write createdNote.id of every 200 answer to this file")
+	flag.DurationVar(&c.slow, "slow", 0, "print to stderr, per 100 ms of due time, the measured requests slower than this and their worst latency (0: off)")
 	flag.IntVar(&c.total, "n", 0, "closed-loop: stop after this many requests (0: run for -d; -warmup is then ignored)")
 	flag.Parse()
 	c.body = []byte(body)
@@ -105,6 +107,13 @@ type tally struct {
 	non2xx int
 	errs   int
 	ids    []string
+	slow   []slowOne
+}
+
+// slowOne is a measured request slower than -slow: when it was due, how long it took.
+type slowOne struct {
+	at      time.Time
+	elapsed time.Duration
 }
 
 func run(ctx context.Context, c config) (Result, error) {
@@ -168,6 +177,9 @@ func run(ctx context.Context, c config) (Result, error) {
 			}
 			if measured {
 				t.lat = append(t.lat, elapsed.Microseconds())
+				if c.slow > 0 && elapsed >= c.slow {
+					t.slow = append(t.slow, slowOne{start, elapsed})
+				}
 			}
 		}
 	}
@@ -232,8 +244,10 @@ func run(ctx context.Context, c config) (Result, error) {
 	}
 	var lat []int64
 	var ids []string
+	var slow []slowOne
 	for _, t := range tallies {
 		lat = append(lat, t.lat...)
+		slow = append(slow, t.slow...)
 		ids = append(ids, t.ids...)
 		res.Non2xx += t.non2xx
 		res.Errors += t.errs
@@ -250,6 +264,7 @@ func run(ctx context.Context, c config) (Result, error) {
 		}
 		res.MeanUs = float64(sum) / float64(len(lat))
 	}
+	printSlow(slow)
 	if c.idsFile != "" {
 		res.IDs = len(ids)
 		if err := writeLines(c.idsFile, ids); err != nil {
@@ -257,6 +272,22 @@ func run(ctx context.Context, c config) (Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// printSlow writes the slow requests to stderr grouped by the 100 ms of due
+// time they fell in (UTC), so a stall shows as one line to set beside the
+// sidecar's log.
+func printSlow(slow []slowOne) {
+	slices.SortFunc(slow, func(a, b slowOne) int { return a.at.Compare(b.at) })
+	for i := 0; i < len(slow); {
+		bucket := slow[i].at.Truncate(100 * time.Millisecond)
+		n, worst := 0, time.Duration(0)
+		for ; i < len(slow) && slow[i].at.Truncate(100*time.Millisecond).Equal(bucket); i++ {
+			n++
+			worst = max(worst, slow[i].elapsed)
+		}
+		fmt.Fprintf(os.Stderr, "slow %s %d requests, worst %.1f ms\n", bucket.UTC().Format("15:04:05.0"), n, float64(worst.Microseconds())/1000)
+	}
 }
 
 // pct is the p-th percentile of sorted (nearest rank).
