@@ -236,7 +236,7 @@ var errStale = errors.New("delivery changed since it was read ahead")
 // attempt delivers l's delivery once and hands its outcome to the committer.
 func (q *Queue) attempt(ctx context.Context, l *lease) {
 	defer q.release(l.hook)
-	log := q.opts.Logger.With("delivery", l.id, "hook", l.hook)
+	log := lazyLogger(q.opts.Logger, slog.String("delivery", l.id), slog.String("hook", l.hook))
 	target, ok := q.hooks.Target(l.hook)
 	if !ok {
 		log.Info("hook is gone; delivery dropped")
