@@ -36,7 +36,8 @@
 // of the attempts in flight. A read of a hook's ready index seeks past the
 // keys it already read, so the deletion markers that delivered keys leave
 // behind are never scanned again, and a hook that has caught up takes new
-// keys as they are stored, without reading them back.
+// keys as they are stored, without reading them back. The expiry sweep and
+// Settle likewise start each scan of their index past the keys they removed.
 //
 // # Delivery
 //

@@ -378,3 +378,84 @@ func TestMaintenanceLoops(t *testing.T) {
 	assert.Empty(t, list(t, q, "h1"))
 	assert.Empty(t, keysOf(t, q, "h1", ids))
 }
+
+// TestSweepSeeksPastWhatItRemoved: the sweep removes expired deliveries a
+// batch at a time, each batch's scan of the expiry index starting past the
+// keys the last one removed, and the next sweep starting there too: the
+// deletion markers they leave are not scanned again (a scan from the
+// index's start walked over all of them for every batch, quadratic in the
+// deliveries that expire together). What expires later is still removed,
+// also after a sweep that was asked about a time far ahead.
+func TestSweepSeeksPastWhatItRemoved(t *testing.T) {
+	const n = 2*batch + 10
+	clock := newFakeClock()
+	var status atomic.Int64
+	status.Store(http.StatusOK)
+	rc := newReceiver(t, func(*http.Request) int { return int(status.Load()) })
+	hooks := newFakeHooks()
+	hooks.add("h1", "u1", rc.URL, "", "note")
+	opts := testOptions(clock)
+	opts.Retention = time.Hour
+	opts.DeadLetterTTL = 2 * time.Hour
+	q := openQueue(t, openDB(t, ""), hooks, opts)
+	runQueue(t, q)
+	delivered := func(want int) func() bool {
+		return func() bool {
+			return q.readyKeys.Load() == 0 && q.dead.Load() == 0 && rc.count() == want && q.leased.Load() == 0
+		}
+	}
+	events := make([]webhook.Event, n)
+	for i := range events {
+		events[i] = event("u1", "note", `{}`)
+	}
+	enqueue(t, q, events...)
+	require.Eventually(t, delivered(n), waitFor, tick)
+	require.NoError(t, q.commits.sync())
+	var last []byte
+	for _, k := range allKeys(t, q) {
+		if strings.HasPrefix(k, pExpiry) && k > string(last) {
+			last = []byte(k)
+		}
+	}
+	require.NotNil(t, last)
+
+	clock.Advance(time.Hour + time.Second)
+	removed, err := q.sweep(clock.Now())
+	require.NoError(t, err)
+	assert.Equal(t, n, removed)
+	q.mu.Lock()
+	from := q.sweptTo
+	q.mu.Unlock()
+	assert.Greater(t, string(from), string(last), "the next scan starts past every key removed")
+
+	// Later expiries are found from there.
+	enqueue(t, q, event("u1", "note", `{}`))
+	require.Eventually(t, delivered(n+1), waitFor, tick)
+	require.NoError(t, q.commits.sync())
+	removed, err = q.sweep(clock.Now())
+	require.NoError(t, err)
+	assert.Zero(t, removed, "not expired yet")
+	clock.Advance(time.Hour + time.Second)
+	removed, err = q.sweep(clock.Now())
+	require.NoError(t, err)
+	assert.Equal(t, 1, removed)
+
+	// A sweep asked about a time far ahead moves the next scan's start no
+	// further than what deliveries made from now on can expire at: a dead
+	// letter (kept 2 h) removed by it does not hide a delivered one made
+	// afterwards (kept 1 h), which expires before it.
+	status.Store(http.StatusBadRequest)
+	enqueue(t, q, event("u1", "note", `{}`))
+	require.Eventually(t, func() bool { return q.dead.Load() == 1 && q.leased.Load() == 0 }, waitFor, tick)
+	removed, err = q.sweep(clock.Now().Add(30 * 24 * time.Hour))
+	require.NoError(t, err)
+	assert.Equal(t, 1, removed)
+	status.Store(http.StatusOK)
+	enqueue(t, q, event("u1", "note", `{}`))
+	require.Eventually(t, delivered(n+3), waitFor, tick)
+	clock.Advance(time.Hour + time.Second)
+	removed, err = q.sweep(clock.Now())
+	require.NoError(t, err)
+	assert.Equal(t, 1, removed)
+	assert.Empty(t, list(t, q, "h1"))
+}
