@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	badger "github.com/dgraph-io/badger/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -136,4 +138,64 @@ func TestLeftoversOfAHookDeletedBeforeACrash(t *testing.T) {
 	assert.Equal(t, int64(0), q.dead.Load())
 	assert.Len(t, list(t, q, "h1x"), 1)
 	assert.Len(t, list(t, q, "h2"), 1)
+}
+
+// TestRemovalSeeksPastWhatItRemoved: each batch of a removal reads the
+// hook's index from past the last delivery the batch before removed (a read
+// from the index's start walked over the deletion markers of every batch
+// before: quadratic in the hook's deliveries). A delivery stored below that
+// point meanwhile (an enqueue that made its id before the hook went and
+// committed after) is still removed before the removal ends.
+func TestRemovalSeeksPastWhatItRemoved(t *testing.T) {
+	const n = 2*batch + 10
+	clock := newFakeClock()
+	hooks := newFakeHooks()
+	hooks.add("h1", "u1", "http://example.invalid/", "", "note")
+	q := openQueue(t, openDB(t, ""), hooks, testOptions(clock))
+	events := make([]webhook.Event, n)
+	for i := range events {
+		events[i] = event("u1", "note", `{}`)
+	}
+	enqueue(t, q, events...)
+	late, err := q.prepare([]webhook.Event{event("u1", "note", `{}`)}) // its id is older than what follows
+	require.NoError(t, err)
+	require.Len(t, late, 1)
+	clock.Advance(time.Second)
+	enqueue(t, q, events...)
+	ids, err := q.hookIDs("h1", "", 2*n+1)
+	require.NoError(t, err)
+	require.Len(t, ids, 2*n)
+	hooks.remove("h1")
+
+	removed, done, err := q.cancelBatch("h1")
+	require.NoError(t, err)
+	require.False(t, done)
+	require.Equal(t, batch, removed)
+	q.mu.Lock()
+	at := q.cancelAt["h1"]
+	q.mu.Unlock()
+	assert.Equal(t, ids[batch-1], at, "the next batch reads from past the last one removed")
+
+	// Once the removal is past it, the late delivery lands.
+	total := removed
+	for at <= late[0].id {
+		removed, done, err = q.cancelBatch("h1")
+		require.NoError(t, err)
+		require.False(t, done)
+		total += removed
+		q.mu.Lock()
+		at = q.cancelAt["h1"]
+		q.mu.Unlock()
+	}
+	require.NoError(t, q.commits.wait(func(txn *badger.Txn) error { return putAll(txn, late) }, nil))
+	for !done {
+		removed, done, err = q.cancelBatch("h1")
+		require.NoError(t, err)
+		total += removed
+	}
+	assert.Equal(t, 2*n+1, total)
+	assert.Empty(t, keysOf(t, q, "h1", nil))
+	q.mu.Lock()
+	assert.NotContains(t, q.cancelAt, "h1", "nothing is kept of a finished removal")
+	q.mu.Unlock()
 }

@@ -53,9 +53,19 @@ func (q *core) CancelHook(_ context.Context, hookID string) error {
 }
 
 // cancelBatch removes up to batch deliveries of hook (and its redeliver-all
-// job); done once none is left.
+// job); done once none is left. Each batch reads the hook's index from past
+// the last delivery the batch before removed (q.cancelAt), not over the
+// deletion markers of all it removed; when that finds none, one read from
+// the start finds a delivery stored below that point meanwhile (an enqueue
+// that made its id before the hook went and committed after).
 func (q *Queue) cancelBatch(hook string) (removed int, done bool, err error) {
-	ids, err := q.hookIDs(hook, "", batch)
+	q.mu.Lock()
+	at := q.cancelAt[hook]
+	q.mu.Unlock()
+	ids, err := q.hookIDs(hook, at, batch)
+	if err == nil && len(ids) == 0 && at != "" {
+		ids, err = q.hookIDs(hook, "", batch)
+	}
 	if err != nil {
 		return 0, false, err
 	}
@@ -105,6 +115,12 @@ func (q *Queue) cancelBatch(hook string) (removed int, done bool, err error) {
 		}
 		if len(ids) == 0 {
 			q.forgetLocked(hook)
+			delete(q.cancelAt, hook)
+		} else {
+			if q.cancelAt == nil {
+				q.cancelAt = map[string]string{}
+			}
+			q.cancelAt[hook] = ids[len(ids)-1]
 		}
 		q.mu.Unlock()
 	})

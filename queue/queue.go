@@ -105,6 +105,7 @@ type Queue struct {
 	buffered int                    // read-ahead refs held by all hooks
 	heldFrom []byte                 // Settle's next scan of the hold index starts here
 	sweptTo  []byte                 // the sweep's next scan of the expiry index starts here (maintain.go)
+	cancelAt map[string]string      // per hook being removed: the last delivery id a batch removed (cancelBatch)
 
 	readyKeys, leased, dead atomic.Int64 // ready keys on disk, valid leases, dead letters
 	held                    atomic.Int64 // deliveries waiting for confirmation (see Hold)
