@@ -11,9 +11,13 @@
 // stream was up from a window before the event to the window's end (Ocean
 // chose not to fire it: a thread mute, a silenced user), and delivered as
 // derived otherwise (the twin may have been lost while the stream was down;
-// Redis pub/sub keeps nothing for a subscriber that is away). After a restart
-// the stream counts as down until it is back, so no hold made before a crash
-// is dropped on the stream's word.
+// Redis pub/sub keeps nothing for a subscriber that is away). While the
+// stream is behind (connected, but not reading: its store is slow, and Redis
+// may drop it and what it held), holds due since it fell behind wait: if it
+// catches up they are judged as usual, if it turns out disconnected the
+// outage counts from when it fell behind. After a restart the stream counts
+// as down until it is back, so no hold made before a crash is dropped on the
+// stream's word.
 //
 // `reaction` is ours, not Ocean's: Ocean fires no webhook for it, so the
 // stream has no say on whether it happens. Both sources report it, and
@@ -79,10 +83,11 @@ type Merger struct {
 	log   *slog.Logger
 	m     *metrics
 
-	mu        sync.Mutex
-	up        bool
-	downSince time.Time  // start of the current outage, when !up
-	outages   []interval // ended outages that may still matter
+	mu          sync.Mutex
+	up          bool
+	behindSince time.Time  // when the stream fell behind, when up (zero: it is not)
+	downSince   time.Time  // start of the current outage, when !up
+	outages     []interval // ended outages that may still matter
 }
 
 type interval struct{ from, to time.Time }
@@ -115,11 +120,13 @@ func New(store Store, opts Options) (*Merger, error) {
 	return m, nil
 }
 
-// StreamUp and StreamDown tell the Merger of the stream's state changes, at
-// the time they happened.
+// StreamUp, StreamBehind and StreamDown tell the Merger of the stream's
+// state changes, at the time they happened. StreamUp also ends a time
+// behind that dropped nothing.
 func (m *Merger) StreamUp(at time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.behindSince = time.Time{}
 	if m.up {
 		return
 	}
@@ -127,7 +134,18 @@ func (m *Merger) StreamUp(at time.Time) {
 	m.outages = append(m.outages, interval{m.downSince, at})
 }
 
-// StreamDown: see StreamUp.
+// StreamBehind: the stream is connected but has stopped reading. See
+// StreamUp.
+func (m *Merger) StreamBehind(at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.up && m.behindSince.IsZero() {
+		m.behindSince = at
+	}
+}
+
+// StreamDown: see StreamUp. An outage found while behind began, at the
+// latest, when the stream fell behind.
 func (m *Merger) StreamDown(at time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -135,7 +153,22 @@ func (m *Merger) StreamDown(at time.Time) {
 		return
 	}
 	m.up = false
+	if !m.behindSince.IsZero() && m.behindSince.Before(at) {
+		at = m.behindSince
+	}
+	m.behindSince = time.Time{}
 	m.downSince = at.Add(-m.opts.DetectionDelay)
+}
+
+// settleUntil is how far holds can be ended: now, or when the stream fell
+// behind (a hold due later waits to learn whether its twin was dropped).
+func (m *Merger) settleUntil(now time.Time) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.behindSince.IsZero() && m.behindSince.Before(now) {
+		return m.behindSince
+	}
+	return now
 }
 
 // wasUp reports whether the stream was up during all of [from, to].
@@ -258,7 +291,7 @@ func (m *Merger) Run(ctx context.Context) error {
 
 // settle ends every hold that is due now.
 func (m *Merger) settle() {
-	now := m.opts.Now()
+	now := m.settleUntil(m.opts.Now())
 	deliver := func(heldAt time.Time) bool {
 		// The twin is published before Ocean answers, so the stream must
 		// have been up from a window before the event was derived.

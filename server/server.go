@@ -234,10 +234,13 @@ func build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Serv
 			return nil, err
 		}
 		s.stream.OnHealth(func(h stream.Health) {
-			if h.Connected {
-				s.merger.StreamUp(h.Since)
-			} else {
+			switch {
+			case !h.Connected:
 				s.merger.StreamDown(h.Since)
+			case h.Behind:
+				s.merger.StreamBehind(h.Since)
+			default:
+				s.merger.StreamUp(h.Since)
 			}
 		})
 		s.lead = s.store.leader()

@@ -62,8 +62,12 @@ type Options struct {
 	// with jitter).
 	MinBackoff, MaxBackoff time.Duration
 	// Buffer is how many derived events may wait for the Sink before the
-	// subscriber stops reading (Redis then buffers for us). Default
-	// DefaultBuffer.
+	// subscriber stops reading. Redis then buffers for us, up to its
+	// client-output-buffer-limit for pub/sub, past which it drops the
+	// connection and what it held: while the subscriber is not reading its
+	// state reads Behind, until a ping sent once it reads again comes back
+	// (nothing was dropped) or the connection turns out lost (an outage from
+	// when it stopped reading). Default DefaultBuffer.
 	Buffer int
 	// Now is the clock. Default time.Now.
 	Now        func() time.Time
@@ -74,7 +78,14 @@ type Options struct {
 // Health is the subscription's state.
 type Health struct {
 	Connected bool
-	// Since is when the subscription last came up (Connected) or went down.
+	// Behind: connected, but the reader has stopped taking messages because
+	// the Sink (or the reactions' reads) is not keeping up; Redis may drop
+	// the connection meanwhile, and with it what was published. It ends
+	// when the reader is known to have missed nothing (Connected, not
+	// Behind) or when the connection is found lost (not Connected).
+	Behind bool
+	// Since is when the subscription last came up (Connected), fell behind
+	// (Behind) or went down.
 	Since time.Time
 	// LastError is why it went down, without credentials; "" when up.
 	LastError string
@@ -174,10 +185,11 @@ func (s *Subscriber) Health() Health {
 
 func (s *Subscriber) setHealth(up bool, err error) {
 	s.mu.Lock()
-	if s.changed && s.health.Connected == up {
+	if s.changed && s.health.Connected == up && !s.health.Behind {
 		s.mu.Unlock()
 		return
 	}
+	caughtUp := up && s.health.Connected
 	s.changed = true
 	h := Health{Connected: up, Since: s.opts.Now()}
 	if !up {
@@ -189,14 +201,43 @@ func (s *Subscriber) setHealth(up bool, err error) {
 	s.health = h
 	fs := s.onHealth
 	s.mu.Unlock()
-	if up {
+	switch {
+	case caughtUp:
+		s.log.Info("event stream caught up: nothing was dropped while it was behind", "channel", s.opts.Channel)
+	case up:
 		s.m.connected.Set(1)
 		s.log.Info("event stream connected", "channel", s.opts.Channel)
-	} else {
+	default:
 		s.m.connected.Set(0)
 		s.log.Warn("event stream down; the API tap alone covers local calls until it is back",
 			"channel", s.opts.Channel, "err", h.LastError)
 	}
+	for _, f := range fs {
+		f(h)
+	}
+}
+
+// caughtUp ends Behind, the connection having dropped nothing.
+func (s *Subscriber) caughtUp() {
+	if s.Health().Behind {
+		s.setHealth(true, nil)
+	}
+}
+
+// setBehind reports that the reader stopped taking messages while
+// connected; setHealth ends it.
+func (s *Subscriber) setBehind() {
+	s.mu.Lock()
+	if !s.health.Connected || s.health.Behind {
+		s.mu.Unlock()
+		return
+	}
+	h := Health{Connected: true, Behind: true, Since: s.opts.Now()}
+	s.health = h
+	fs := s.onHealth
+	s.mu.Unlock()
+	s.log.Warn("event stream behind: the store is not keeping up; Redis may drop the subscription, and held API events wait until this is settled",
+		"channel", s.opts.Channel)
 	for _, f := range fs {
 		f(h)
 	}
@@ -252,6 +293,9 @@ func (s *Subscriber) receive(ctx context.Context, client *redis.Client, events c
 	defer stop()
 	backoff := s.opts.MinBackoff
 	pinged := false
+	// While behind: a catch-up ping is on its way (waiting), and the reader
+	// stopped again after it was sent (again).
+	waiting, again := false, false
 	for ctx.Err() == nil {
 		msg, err := ps.ReceiveTimeout(ctx, s.opts.PingInterval)
 		if ctx.Err() != nil {
@@ -266,7 +310,7 @@ func (s *Subscriber) receive(ctx context.Context, client *redis.Client, events c
 					continue
 				}
 			}
-			pinged = false
+			pinged, waiting, again = false, false, false
 			s.setHealth(false, err)
 			s.m.reconnects.Inc()
 			if !sleep(ctx, jitter(backoff)) {
@@ -284,15 +328,46 @@ func (s *Subscriber) receive(ctx context.Context, client *redis.Client, events c
 				s.setHealth(true, nil)
 			}
 		case *redis.Pong:
+			if m.Payload != catchUpPing || !waiting {
+				break
+			}
+			if !again {
+				// Every message published before Redis answered was read,
+				// and the reader did not stop since the ping was sent:
+				// none was dropped.
+				waiting = false
+				s.caughtUp()
+				break
+			}
+			again = false
+			if err := ps.Ping(ctx, catchUpPing); err != nil {
+				waiting = false
+				s.setHealth(false, err) // go-redis reconnects at the next read
+				s.m.reconnects.Inc()
+			}
 		case *redis.Message:
-			s.handle(m.Payload, events, reacted)
+			if !s.handle(m.Payload, events, reacted) {
+				break
+			}
+			if waiting {
+				again = true
+			} else if err := ps.Ping(ctx, catchUpPing); err != nil {
+				s.setHealth(false, err)
+				s.m.reconnects.Inc()
+			} else {
+				waiting = true
+			}
 		}
 	}
 }
 
-// handle decodes one message and passes on what it gave. The message itself
-// is never logged: the channel carries tokens and secrets.
-func (s *Subscriber) handle(raw string, events chan<- webhook.Event, reacted chan<- Reacted) {
+// catchUpPing is the payload of the ping that ends Behind.
+const catchUpPing = "oceanhooks-caught-up"
+
+// handle decodes one message and passes on what it gave; it reports whether
+// it had to wait for room (the state is Behind then). The message itself is
+// never logged: the channel carries tokens and secrets.
+func (s *Subscriber) handle(raw string, events chan<- webhook.Event, reacted chan<- Reacted) (waited bool) {
 	d := Decode(raw, s.subs)
 	s.m.messages.WithLabelValues(string(d.Outcome)).Inc()
 	switch {
@@ -300,12 +375,26 @@ func (s *Subscriber) handle(raw string, events chan<- webhook.Event, reacted cha
 		s.log.Warn("event stream message of unknown shape ignored", "reason", d.Reason, "bytes", len(raw))
 	case d.Outcome != Derived:
 	case d.Reacted != nil:
-		if s.react != nil {
+		if s.react == nil {
+			break
+		}
+		select {
+		case reacted <- *d.Reacted:
+		default:
+			s.setBehind()
 			reacted <- *d.Reacted
+			return true
 		}
 	default:
-		events <- d.Event
+		select {
+		case events <- d.Event:
+		default:
+			s.setBehind()
+			events <- d.Event
+			return true
+		}
 	}
+	return false
 }
 
 // feed hands events to the Sink, every event waiting at once in one call.

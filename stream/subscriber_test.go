@@ -298,3 +298,66 @@ func TestSubscriberStopsReadingWhenItsContextEnds(t *testing.T) {
 		t.Fatal("Run still reading after its context ended")
 	}
 }
+
+// gate is a Sink that takes nothing until it is opened.
+type gate struct {
+	recorder
+	open chan struct{}
+}
+
+func (g *gate) Stream(ctx context.Context, evs []webhook.Event) error {
+	<-g.open
+	return g.recorder.Stream(ctx, evs)
+}
+
+// TestSubscriberBehindThenCaughtUp: a Sink that does not keep up makes the
+// reader stop: the state reads Behind from then (Redis may drop what it
+// holds for us), and, once the reader goes on and a ping shows the
+// connection dropped nothing, connected again, with every event delivered
+// and no outage counted.
+func TestSubscriberBehindThenCaughtUp(t *testing.T) {
+	rs := redistest.Start(t)
+	sink := &gate{open: make(chan struct{})}
+	sub, err := New(Options{URL: rs.URL(), Channel: channel, PingInterval: 200 * time.Millisecond,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Buffer: 1,
+		Logger: slog.New(slog.DiscardHandler)}, everyone{}, sink, reactions{})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var states []string
+	sub.OnHealth(func(h Health) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case !h.Connected:
+			states = append(states, "down")
+		case h.Behind:
+			states = append(states, "behind")
+		default:
+			states = append(states, "up")
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	var once sync.Once
+	release := func() { once.Do(func() { close(sink.open) }) }
+	t.Cleanup(func() {
+		release()
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { return sub.Health().Connected }, 10*time.Second, 5*time.Millisecond)
+	for i := range 5 {
+		_, err := rs.Publish(channel, `{"channel":"mainStream:u1","message":{"type":"mention","body":{"id":"n`+itoa(i)+`"}}}`)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return sub.Health().Behind }, 10*time.Second, 5*time.Millisecond)
+	assert.True(t, sub.Health().Connected)
+	release()
+	require.Eventually(t, func() bool { h := sub.Health(); return h.Connected && !h.Behind }, 10*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return len(sink.got()) == 5 }, 10*time.Second, 5*time.Millisecond)
+	mu.Lock()
+	assert.Equal(t, []string{"up", "behind", "up"}, states)
+	mu.Unlock()
+	assert.Equal(t, 0.0, testutil.ToFloat64(sub.m.reconnects))
+}

@@ -1,0 +1,152 @@
+package confirm
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oceanhooks/oceanhooks/internal/redistest"
+	"github.com/oceanhooks/oceanhooks/stream"
+	"github.com/oceanhooks/oceanhooks/webhook"
+)
+
+// everyone has a hook on every event; it counts the questions.
+type everyone struct{ asked atomic.Int64 }
+
+func (e *everyone) Subscribed(string, string) bool { e.asked.Add(1); return true }
+
+// gatedSink hands the stream's events to the Merger once open is closed.
+type gatedSink struct {
+	m       *Merger
+	open    chan struct{}
+	entered chan struct{} // closed at the first call
+	first   atomic.Bool
+}
+
+func (g *gatedSink) Stream(ctx context.Context, evs []webhook.Event) error {
+	if g.first.CompareAndSwap(false, true) {
+		close(g.entered)
+	}
+	<-g.open
+	return g.m.Stream(ctx, evs)
+}
+
+// TestHoldsWaitWhileTheStreamIsBehind: the store takes the stream's events
+// slowly, the subscriber stops reading, and Redis drops it for its output
+// buffer (client-output-buffer-limit pubsub) while an API event is held; the
+// twin published then is gone. The hold must not be dropped on the word of a
+// stream that was not reading: it is delivered, as derived, once the
+// subscriber has found out and come back.
+func TestHoldsWaitWhileTheStreamIsBehind(t *testing.T) {
+	const channel = "ocean.example"
+	rs := redistest.Start(t, redistest.WithConfig("client-output-buffer-limit pubsub 64kb 0 0"))
+	f := start(t, "", nil, nil)
+	subs := &everyone{}
+	sink := &gatedSink{m: f.m, open: make(chan struct{}), entered: make(chan struct{})}
+	sub, err := stream.New(stream.Options{URL: rs.URL(), Channel: channel, PingInterval: 200 * time.Millisecond,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Buffer: 1, Now: f.clk.Now,
+		Logger: slog.New(slog.DiscardHandler)}, subs, sink, nil)
+	require.NoError(t, err)
+	var downs atomic.Int64
+	sub.OnHealth(func(h stream.Health) {
+		switch {
+		case !h.Connected:
+			downs.Add(1)
+			f.m.StreamDown(h.Since)
+		case h.Behind:
+			f.m.StreamBehind(h.Since)
+		default:
+			f.m.StreamUp(h.Since)
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	var once sync.Once
+	release := func() { once.Do(func() { close(sink.open) }) }
+	t.Cleanup(func() {
+		release()
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { return sub.Health().Connected }, waitFor, tick)
+	f.clk.Advance(window)
+
+	bob := func(id string) string {
+		return `{"channel":"mainStream:bob","message":{"type":"mention","body":{"id":"` + id + `"}}}`
+	}
+	_, err = rs.Publish(channel, bob("b0"))
+	require.NoError(t, err)
+	<-sink.entered // the store is busy with b0
+	asked := subs.asked.Load()
+	for _, id := range []string{"b1", "b2"} { // b1 waits for the store, b2 for room: the reader stops
+		_, err = rs.Publish(channel, bob(id))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return subs.asked.Load() == asked+2 }, waitFor, tick)
+
+	f.api(t, mention("n1", "api"))
+	filler := `{"channel":"internal","message":"` + strings.Repeat("x", 256<<10) + `"}`
+	dropped := false
+	for range 400 {
+		n, err := rs.Publish(channel, filler)
+		require.NoError(t, err)
+		if n == 0 {
+			dropped = true
+			break
+		}
+	}
+	require.True(t, dropped, "Redis did not drop the subscriber that stopped reading")
+	n, err := rs.Publish(channel, `{"channel":"mainStream:alice","message":{"type":"mention","body":{"id":"n1","from":"stream"}}}`)
+	require.NoError(t, err)
+	require.Zero(t, n, "the twin reaches no one")
+
+	f.clk.Advance(2 * window)
+	f.m.settle() // the hold's window is over; the stream has not read since before it
+	release()
+	require.Eventually(t, func() bool { return downs.Load() > 0 && sub.Health().Connected }, waitFor, tick)
+	f.clk.Advance(2 * window)
+	f.m.settle()
+	require.Eventually(t, func() bool {
+		for _, b := range f.rc.got() {
+			if b == `{"note":{"id":"n1","from":"api"}}` {
+				return true
+			}
+		}
+		return false
+	}, waitFor, tick, "the held event is delivered: %q", f.rc.got())
+	assert.Len(t, f.rc.got(), 4, "b0, b1, b2 and n1, once each")
+}
+
+// TestHoldsJudgedOnceTheStreamCaughtUp: holds due while the stream is behind
+// wait; a twin that comes late confirms its hold (the stream's body, once),
+// and once the stream caught up without an outage, a hold without a twin is
+// dropped as usual.
+func TestHoldsJudgedOnceTheStreamCaughtUp(t *testing.T) {
+	f := start(t, "", nil, nil)
+	f.m.StreamUp(f.clk.Now())
+	f.clk.Advance(window)
+	f.m.StreamBehind(f.clk.Now())
+	f.api(t, mention("n1", "api"), mention("n2", "api"))
+	f.clk.Advance(2 * window)
+	f.m.settle()
+	assert.Zero(t, testutil.ToFloat64(f.m.m.settled.WithLabelValues("dropped")), "nothing judged while behind")
+	assert.Zero(t, testutil.ToFloat64(f.m.m.settled.WithLabelValues("delivered")))
+
+	f.stream(t, mention("n1", "stream")) // read late
+	f.m.StreamUp(f.clk.Now())            // caught up: nothing was dropped
+	f.clk.Advance(time.Second)
+	f.m.settle()
+	require.Eventually(t, func() bool { return len(f.rc.got()) == 1 }, waitFor, tick)
+	assert.Equal(t, `{"note":{"id":"n1","from":"stream"}}`, f.rc.got()[0])
+	assert.Equal(t, 1.0, testutil.ToFloat64(f.m.m.settled.WithLabelValues("dropped")), "n2: Ocean did not fire it")
+	assert.Never(t, func() bool { return len(f.rc.got()) > 1 }, 100*time.Millisecond, tick)
+}
