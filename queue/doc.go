@@ -85,8 +85,9 @@
 //     deliveries stored (ready). A caller that got none finds all of them
 //     stored or none: one call's deliveries are in one transaction. (A call
 //     too large for one transaction, thousands of deliveries, is written in
-//     several and answered after the last; a crash between them leaves part
-//     of it stored, its caller unanswered.)
+//     several, a Hold's or a Confirm's one event per transaction, and
+//     answered after the last; a crash between them leaves part of it
+//     stored, its caller unanswered.)
 //   - After a receiver accepted a delivery, before the outcome's commit: the
 //     delivery is ready again with its former attempt count and log; it is
 //     sent again (same eventId: one duplicate) and ends delivered. Never lost,

@@ -124,19 +124,45 @@ func (q *Queue) Hold(ctx context.Context, events []webhook.Event, until time.Tim
 	// Badger's TTLs run on the wall clock: the key outlives the hold by
 	// remember, measured from the queue's clock.
 	ttl := max(until.Sub(q.opts.Now()), 0) + remember
-	var stored int
-	return q.await(ctx, "hold", func(txn *badger.Txn) (err error) {
-		stored, err = holdApply(txn, items, ttl)
-		return err
-	}, func() int {
-		q.held.Add(int64(stored))
-		q.m.enqueued.Add(float64(stored))
+	counted := func(n int) {
+		q.held.Add(int64(n))
+		q.m.enqueued.Add(float64(n))
 		q.mu.Lock()
 		if q.heldFrom != nil && bytes.Compare(keyHeldAt(ms, ""), q.heldFrom) < 0 {
 			q.heldFrom = nil // a hold that ends before where Settle resumes: scan from the start again
 		}
 		q.mu.Unlock()
-		return stored
+	}
+	var stored, soloStored int
+	return q.await(ctx, "hold", func(txn *badger.Txn) (err error) {
+		stored, err = holdApply(txn, items, ttl)
+		return err
+	}, func() error {
+		// Too many for one transaction: one event's deliveries (an
+		// occurrence, decided together) per transaction, each counted
+		// once it is on disk.
+		stored, soloStored = 0, 0
+		for len(items) > 0 {
+			n := 1
+			for n < len(items) && items[n].occ == items[0].occ {
+				n++
+			}
+			var got int
+			err := q.update(func(txn *badger.Txn) (err error) {
+				got, err = holdApply(txn, items[:n], ttl)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			counted(got)
+			soloStored += got
+			items = items[n:]
+		}
+		return nil
+	}, func() int {
+		counted(stored)
+		return stored + soloStored
 	})
 }
 
@@ -153,14 +179,15 @@ func needKeys(what string, events []webhook.Event) error {
 
 // await hands the committer an urgent op and waits for its commit (then
 // after counts what it stored) or for ctx. A caller that stops waiting
-// leaves the op to be committed all the same.
-func (q *Queue) await(ctx context.Context, what string, apply func(txn *badger.Txn) error, after func() int) (int, error) {
+// leaves the op to be committed all the same. solo writes the op in several
+// transactions when it is too big for one (see op).
+func (q *Queue) await(ctx context.Context, what string, apply func(txn *badger.Txn) error, solo func() error, after func() int) (int, error) {
 	type result struct {
 		n   int
 		err error
 	}
 	done := make(chan result, 1)
-	q.commits.submit(&op{urgent: true, apply: apply, done: func(err error) {
+	q.commits.submit(&op{urgent: true, apply: apply, solo: solo, done: func(err error) {
 		n := 0
 		if err == nil {
 			n = after()
@@ -242,10 +269,7 @@ func (q *Queue) Confirm(ctx context.Context, events []webhook.Event, remember ti
 		released []confirmed
 		fresh    []pending
 	)
-	_, err := q.await(ctx, "confirm", func(txn *badger.Txn) (err error) {
-		res, released, fresh, err = q.confirmApply(txn, events, remember)
-		return err
-	}, func() int {
+	counted := func(released []confirmed, fresh []pending) {
 		q.held.Add(-int64(len(released)))
 		q.readyKeys.Add(int64(len(released) + len(fresh)))
 		q.m.enqueued.Add(float64(len(fresh)))
@@ -257,6 +281,33 @@ func (q *Queue) Confirm(ctx context.Context, events []webhook.Event, remember ti
 			refs[it.rec.Hook] = append(refs[it.rec.Hook], readyRef{it.rec.Due, it.id})
 		}
 		q.notify(refs)
+	}
+	_, err := q.await(ctx, "confirm", func(txn *badger.Txn) (err error) {
+		res, released, fresh, err = q.confirmApply(txn, events, remember)
+		return err
+	}, func() error {
+		// Too many for one transaction: one event per transaction, each
+		// counted and scheduled once it is on disk.
+		res, released, fresh = ConfirmResult{}, nil, nil
+		for _, ev := range events {
+			var (
+				r   ConfirmResult
+				rel []confirmed
+				fr  []pending
+			)
+			err := q.update(func(txn *badger.Txn) (err error) {
+				r, rel, fr, err = q.confirmApply(txn, []webhook.Event{ev}, remember)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			counted(rel, fr)
+			res.Released, res.New, res.Repeats = res.Released+r.Released, res.New+r.New, res.Repeats+r.Repeats
+		}
+		return nil
+	}, func() int {
+		counted(released, fresh)
 		return 0
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -286,4 +287,44 @@ func TestRedeliverLeavesHoldsAlone(t *testing.T) {
 	assert.Equal(t, StateHeld, list(t, q, "h1")[0].State)
 	assert.Equal(t, int64(2), q.held.Load())
 	assert.Never(t, func() bool { return rc.count() > 0 }, 100*time.Millisecond, tick)
+}
+
+// TestHoldAndConfirmTooLargeForOneTransaction: a Hold or a Confirm whose
+// deliveries do not fit in one Badger transaction (many events of users
+// with many hooks: the stream hands up to 64 events at once) is written in
+// several, each event whole in one, and answered once all are on disk: it
+// does not fail as too big (the stream retried such a batch for ever).
+func TestHoldAndConfirmTooLargeForOneTransaction(t *testing.T) {
+	const events, hooksEach = 64, 40
+	clock := newFakeClock()
+	fh := newFakeHooks()
+	for i := range hooksEach {
+		fh.add("h"+strconv.Itoa(i), "u1", "http://example.invalid/", "", "mention")
+	}
+	q := openQueue(t, openDB(t, ""), fh, testOptions(clock))
+	evs := func(prefix string) []webhook.Event {
+		out := make([]webhook.Event, events)
+		for i := range out {
+			out[i] = keyed("u1", "mention", prefix+strconv.Itoa(i), `{"n":`+strconv.Itoa(i)+`}`)
+		}
+		return out
+	}
+
+	// Confirmed first: stored as new deliveries.
+	r := confirm(t, q, evs("a")...)
+	assert.Equal(t, ConfirmResult{New: events * hooksEach}, r)
+	assert.Equal(t, int64(events*hooksEach), q.readyKeys.Load())
+
+	// Held, then confirmed: released with the confirming body.
+	assert.Equal(t, events*hooksEach, hold(t, q, clock.Now().Add(time.Minute), evs("b")...))
+	assert.Equal(t, int64(events*hooksEach), q.held.Load())
+	r = confirm(t, q, evs("b")...)
+	assert.Equal(t, ConfirmResult{Released: events * hooksEach}, r)
+	assert.Zero(t, q.held.Load())
+	assert.Equal(t, int64(2*events*hooksEach), q.readyKeys.Load())
+
+	// Repeats stay repeats.
+	r = confirm(t, q, evs("a")...)
+	assert.Equal(t, ConfirmResult{Repeats: events}, r)
+	assert.Zero(t, hold(t, q, clock.Now().Add(time.Minute), evs("a")...))
 }
