@@ -150,3 +150,99 @@ func TestHoldsJudgedOnceTheStreamCaughtUp(t *testing.T) {
 	assert.Equal(t, 1.0, testutil.ToFloat64(f.m.m.settled.WithLabelValues("dropped")), "n2: Ocean did not fire it")
 	assert.Never(t, func() bool { return len(f.rc.got()) > 1 }, 100*time.Millisecond, tick)
 }
+
+// tokenSink hands the stream's events to the Merger one call per token
+// (all of them once tokens is closed).
+type tokenSink struct {
+	m       *Merger
+	tokens  chan struct{}
+	entered chan struct{} // closed at the first call
+	first   atomic.Bool
+}
+
+func (s *tokenSink) Stream(ctx context.Context, evs []webhook.Event) error {
+	if s.first.CompareAndSwap(false, true) {
+		close(s.entered)
+	}
+	<-s.tokens
+	return s.m.Stream(ctx, evs)
+}
+
+// TestTwinReadBeforeAnOutageConfirmsItsHold: the twin of a held event was
+// read, but the store has not taken it yet when the connection turns out
+// lost (Redis dropped the subscriber while it was behind). The hold must not
+// go out as derived before that twin reaches the store: the event is
+// delivered once, with the stream's body.
+func TestTwinReadBeforeAnOutageConfirmsItsHold(t *testing.T) {
+	const channel = "ocean.example"
+	rs := redistest.Start(t)
+	f := start(t, "", nil, nil)
+	subs := &everyone{}
+	sink := &tokenSink{m: f.m, tokens: make(chan struct{}, 16), entered: make(chan struct{})}
+	sub, err := stream.New(stream.Options{URL: rs.URL(), Channel: channel, PingInterval: 200 * time.Millisecond,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Buffer: 1, Now: f.clk.Now,
+		Logger: slog.New(slog.DiscardHandler)}, subs, sink, nil)
+	require.NoError(t, err)
+	var downs atomic.Int64
+	sub.OnHealth(func(h stream.Health) {
+		switch {
+		case !h.Connected:
+			downs.Add(1)
+			f.m.StreamDown(h.Since)
+		case h.Behind:
+			f.m.StreamBehind(h.Since)
+		default:
+			f.m.StreamUp(h.Since)
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	var once sync.Once
+	release := func() { once.Do(func() { close(sink.tokens) }) }
+	t.Cleanup(func() {
+		release()
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { return sub.Health().Connected }, waitFor, tick)
+	f.clk.Advance(window)
+
+	f.api(t, mention("n1", "api"))
+	bob := `{"channel":"mainStream:bob","message":{"type":"mention","body":{"id":"b0"}}}`
+	_, err = rs.Publish(channel, bob)
+	require.NoError(t, err)
+	<-sink.entered // the store is busy with b0
+	asked := subs.asked.Load()
+	for _, msg := range []string{ // the twin waits for the store, b1 for room: the reader stops
+		`{"channel":"mainStream:alice","message":{"type":"mention","body":{"id":"n1","from":"stream"}}}`,
+		`{"channel":"mainStream:bob","message":{"type":"mention","body":{"id":"b1"}}}`,
+	} {
+		_, err = rs.Publish(channel, msg)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return subs.asked.Load() == asked+2 }, waitFor, tick)
+	_, err = rs.Do("CLIENT", "KILL", "TYPE", "pubsub") // Redis drops the subscriber
+	require.NoError(t, err)
+
+	sink.tokens <- struct{}{} // b0 is stored; the twin is next
+	require.Eventually(t, func() bool { return !sub.Health().Connected }, waitFor, tick)
+	f.clk.Advance(2 * window)
+	f.m.settle() // the hold's window is over, its twin not yet stored
+	release()
+	require.Eventually(t, func() bool { return downs.Load() > 0 && sub.Health().Connected }, waitFor, tick)
+	f.clk.Advance(2 * window)
+	f.m.settle()
+	n1 := func() []string {
+		var got []string
+		for _, b := range f.rc.got() {
+			if strings.Contains(b, `"n1"`) {
+				got = append(got, b)
+			}
+		}
+		return got
+	}
+	require.Eventually(t, func() bool { return len(n1()) > 0 }, waitFor, tick)
+	assert.Never(t, func() bool { return len(n1()) > 1 }, 200*time.Millisecond, tick, "delivered once")
+	assert.Equal(t, []string{`{"note":{"id":"n1","from":"stream"}}`}, n1())
+}

@@ -101,6 +101,8 @@ type Subscriber struct {
 	m     *metrics
 	log   *slog.Logger
 
+	pending inflight // events handed on and not yet through the Sink
+
 	mu      sync.Mutex
 	health  Health
 	changed bool // health was set by this Run's connection attempts, not by New or a Run's end
@@ -169,7 +171,10 @@ func New(opts Options, subs Subscriptions, sink Sink, react Reactions) (*Subscri
 }
 
 // OnHealth registers f to be told of every change of the subscription's
-// state, in order. Call it before Run.
+// state, in order. A loss of the connection is told once every event read
+// before it is through the Sink (stored, or counted lost at shutdown), so
+// that an event whose message was read is never taken as missed. Call it
+// before Run.
 func (s *Subscriber) OnHealth(f func(Health)) {
 	s.mu.Lock()
 	s.onHealth = append(s.onHealth, f)
@@ -184,14 +189,32 @@ func (s *Subscriber) Health() Health {
 }
 
 func (s *Subscriber) setHealth(up bool, err error) {
+	if h, ok := s.change(up, err); ok {
+		s.tell(h)
+	}
+}
+
+// lost records that the connection was lost and tells OnHealth's functions
+// once what was read before is through the Sink (or ctx ended).
+func (s *Subscriber) lost(ctx context.Context, err error) {
+	s.m.reconnects.Inc()
+	if h, ok := s.change(false, err); ok {
+		s.pending.wait(ctx)
+		s.tell(h)
+	}
+}
+
+// change sets the state and logs it, unless it is the state already; ok
+// says OnHealth's functions are to be told of h.
+func (s *Subscriber) change(up bool, err error) (h Health, ok bool) {
 	s.mu.Lock()
 	if s.changed && s.health.Connected == up && !s.health.Behind {
 		s.mu.Unlock()
-		return
+		return Health{}, false
 	}
 	caughtUp := up && s.health.Connected
 	s.changed = true
-	h := Health{Connected: up, Since: s.opts.Now()}
+	h = Health{Connected: up, Since: s.opts.Now()}
 	if !up {
 		h.LastError = "unknown"
 		if err != nil {
@@ -199,7 +222,6 @@ func (s *Subscriber) setHealth(up bool, err error) {
 		}
 	}
 	s.health = h
-	fs := s.onHealth
 	s.mu.Unlock()
 	switch {
 	case caughtUp:
@@ -212,6 +234,14 @@ func (s *Subscriber) setHealth(up bool, err error) {
 		s.log.Warn("event stream down; the API tap alone covers local calls until it is back",
 			"channel", s.opts.Channel, "err", h.LastError)
 	}
+	return h, true
+}
+
+// tell calls OnHealth's functions with h.
+func (s *Subscriber) tell(h Health) {
+	s.mu.Lock()
+	fs := s.onHealth
+	s.mu.Unlock()
 	for _, f := range fs {
 		f(h)
 	}
@@ -234,13 +264,10 @@ func (s *Subscriber) setBehind() {
 	}
 	h := Health{Connected: true, Behind: true, Since: s.opts.Now()}
 	s.health = h
-	fs := s.onHealth
 	s.mu.Unlock()
 	s.log.Warn("event stream behind: the store is not keeping up; Redis may drop the subscription, and held API events wait until this is settled",
 		"channel", s.opts.Channel)
-	for _, f := range fs {
-		f(h)
-	}
+	s.tell(h)
 }
 
 // Run subscribes and feeds the Sink until ctx ends, reconnecting with
@@ -267,6 +294,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 			defer wg.Done()
 			for r := range reacted {
 				s.complete(ctx, r)
+				s.pending.add(-1)
 			}
 		}()
 	}
@@ -311,8 +339,7 @@ func (s *Subscriber) receive(ctx context.Context, client *redis.Client, events c
 				}
 			}
 			pinged, waiting, again = false, false, false
-			s.setHealth(false, err)
-			s.m.reconnects.Inc()
+			s.lost(ctx, err)
 			if !sleep(ctx, jitter(backoff)) {
 				return
 			}
@@ -342,8 +369,7 @@ func (s *Subscriber) receive(ctx context.Context, client *redis.Client, events c
 			again = false
 			if err := ps.Ping(ctx, catchUpPing); err != nil {
 				waiting = false
-				s.setHealth(false, err) // go-redis reconnects at the next read
-				s.m.reconnects.Inc()
+				s.lost(ctx, err) // go-redis reconnects at the next read
 			}
 		case *redis.Message:
 			if !s.handle(m.Payload, events, reacted) {
@@ -352,8 +378,7 @@ func (s *Subscriber) receive(ctx context.Context, client *redis.Client, events c
 			if waiting {
 				again = true
 			} else if err := ps.Ping(ctx, catchUpPing); err != nil {
-				s.setHealth(false, err)
-				s.m.reconnects.Inc()
+				s.lost(ctx, err)
 			} else {
 				waiting = true
 			}
@@ -378,6 +403,7 @@ func (s *Subscriber) handle(raw string, events chan<- webhook.Event, reacted cha
 		if s.react == nil {
 			break
 		}
+		s.pending.add(1)
 		select {
 		case reacted <- *d.Reacted:
 		default:
@@ -386,6 +412,7 @@ func (s *Subscriber) handle(raw string, events chan<- webhook.Event, reacted cha
 			return true
 		}
 	default:
+		s.pending.add(1)
 		select {
 		case events <- d.Event:
 		default:
@@ -415,6 +442,7 @@ func (s *Subscriber) feed(ctx context.Context, events <-chan webhook.Event) {
 			}
 		}
 		s.deliver(ctx, batch)
+		s.pending.add(-len(batch))
 	}
 }
 
@@ -483,4 +511,39 @@ func redactURLError(err error) error {
 		return nil
 	}
 	return errors.New(redactPasswords(err.Error()))
+}
+
+// inflight counts events handed on and not yet through the Sink.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n comes to 0; nil when nobody waits
+}
+
+func (f *inflight) add(d int) {
+	f.mu.Lock()
+	f.n += d
+	if f.n == 0 && f.zero != nil {
+		close(f.zero)
+		f.zero = nil
+	}
+	f.mu.Unlock()
+}
+
+// wait returns when none is in flight, or when ctx ends.
+func (f *inflight) wait(ctx context.Context) {
+	f.mu.Lock()
+	if f.n == 0 {
+		f.mu.Unlock()
+		return
+	}
+	if f.zero == nil {
+		f.zero = make(chan struct{})
+	}
+	zero := f.zero
+	f.mu.Unlock()
+	select {
+	case <-zero:
+	case <-ctx.Done():
+	}
 }
