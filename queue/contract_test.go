@@ -481,6 +481,60 @@ func TestContractHoldConfirmSettle(t *testing.T) {
 	})
 }
 
+// TestContractForget: a confirmed key forgotten is unknown again, so the
+// next Confirm of it stores its event as new (a reaction removed and made
+// again); a held key and a key with credits are left as they are.
+func TestContractForget(t *testing.T) {
+	eachStore(t, func(t *testing.T, s store) {
+		clock := newFakeClock()
+		rc := newScripted(t)
+		fh := newFakeHooks()
+		fh.add("h1", "u1", rc.URL, "", "mention")
+		q, _ := s.open(t, fh, testOptions(clock))
+		start(t, q)
+		ctx := context.Background()
+		keyedEv := func(key, body string, recurs bool) webhook.Event {
+			ev := event("u1", "mention", body)
+			ev.Key, ev.Recurs = key, recurs
+			return ev
+		}
+
+		r, err := q.Confirm(ctx, []webhook.Event{keyedEv("c", `{"v":"c1"}`, false)}, time.Hour)
+		require.NoError(t, err)
+		require.Equal(t, ConfirmResult{New: 1}, r)
+		require.NoError(t, q.Forget(ctx, []string{"c", "unknown"}))
+		r, err = q.Confirm(ctx, []webhook.Event{keyedEv("c", `{"v":"c2"}`, false)}, time.Hour)
+		require.NoError(t, err)
+		assert.Equal(t, ConfirmResult{New: 1}, r, "forgotten: a new event")
+		r, err = q.Confirm(ctx, []webhook.Event{keyedEv("c", `{"v":"c3"}`, false)}, time.Hour)
+		require.NoError(t, err)
+		assert.Equal(t, ConfirmResult{Repeats: 1}, r, "confirmed again by the new event")
+
+		n, err := q.Hold(ctx, []webhook.Event{keyedEv("h", `{"v":"held"}`, false)}, clock.Now().Add(time.Minute), time.Hour)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		r, err = q.Confirm(ctx, []webhook.Event{keyedEv("n", `{"v":"credit"}`, true)}, time.Hour)
+		require.NoError(t, err)
+		require.Equal(t, ConfirmResult{New: 1}, r)
+		require.NoError(t, q.Forget(ctx, []string{"h", "n"}))
+		r, err = q.Confirm(ctx, []webhook.Event{keyedEv("h", `{"v":"confirmed"}`, false)}, time.Hour)
+		require.NoError(t, err)
+		assert.Equal(t, ConfirmResult{Released: 1}, r, "the hold is still there")
+		n, err = q.Hold(ctx, []webhook.Event{keyedEv("n", `{}`, true)}, clock.Now().Add(time.Minute), time.Hour)
+		require.NoError(t, err)
+		assert.Zero(t, n, "the credit is still there")
+
+		require.Eventually(t, func() bool { return len(rc.got()) == 4 }, wait, poll)
+		var bodies []string
+		for _, h := range rc.got() {
+			var env envelopeView
+			require.NoError(t, json.Unmarshal(h.Body, &env))
+			bodies = append(bodies, string(env.Body))
+		}
+		assert.ElementsMatch(t, []string{`{"v":"c1"}`, `{"v":"c2"}`, `{"v":"confirmed"}`, `{"v":"credit"}`}, bodies)
+	})
+}
+
 // TestContractListPages: a listing is newest first, limit at a time, the
 // next page older than the last id listed; one hook's or every hook's.
 func TestContractListPages(t *testing.T) {

@@ -34,7 +34,9 @@ import (
 // follow: its key names two users, who may follow, unfollow and follow again)
 // is matched occurrence by occurrence: a confirmation releases the oldest
 // held occurrence, or, when none is held, leaves a credit that the next hold
-// of the key uses up instead of holding.
+// of the key uses up instead of holding. Forget turns a confirmed key back
+// into an unknown one, for an event that can happen again once undone (a
+// reaction removed, or changed).
 const (
 	pHeld      = "q/w/"
 	pHeldByKey = "q/k/"
@@ -314,6 +316,37 @@ func (q *Queue) Confirm(ctx context.Context, events []webhook.Event, remember ti
 		return ConfirmResult{}, err
 	}
 	return res, nil
+}
+
+// Forget ends the confirmation of each event key in keys that is
+// remembered as confirmed, so that the next Confirm of the key stores its
+// event as new (a reaction removed, or changed, is a new reaction when it
+// is made again). A key that is held, has credits or is unknown is left as
+// it is. It returns once the change is on disk.
+func (q *Queue) Forget(ctx context.Context, keys []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := q.await(ctx, "forget", func(txn *badger.Txn) error {
+		for _, k := range keys {
+			h := hashKey(k)
+			st, err := eventKeyState(txn, h)
+			if err != nil {
+				return err
+			}
+			if st.mode != keyConfirmed {
+				continue
+			}
+			if err := txn.Delete(keyEvent(h)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil, func() int { return 0 })
+	return err
 }
 
 // ConfirmResult counts what Confirm did.

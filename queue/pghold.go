@@ -153,6 +153,34 @@ func (q *PGQueue) Confirm(ctx context.Context, events []webhook.Event, remember 
 	return res, nil
 }
 
+// Forget ends the confirmation of each event key in keys that is
+// remembered as confirmed, as Queue.Forget does: the key's row is made
+// undecided and expired (the sweep removes it), so it counts as unknown to
+// every sidecar. A key that is held, has credits or is unknown is left as it is.
+// It returns once the change is committed.
+func (q *PGQueue) Forget(ctx context.Context, keys []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	hashed := make([]string, len(keys))
+	for i, k := range keys {
+		hashed[i] = hashKey(k)
+	}
+	w := &pgWrite{keys: hashed}
+	w.apply = func(r *pgRound) error {
+		for _, h := range hashed {
+			if st := r.states[h]; st.mode == keyConfirmed {
+				r.set(h, keyState{}, 0)
+			}
+		}
+		return nil
+	}
+	return q.write(ctx, "forget", w, 0)
+}
+
 // releaseHeld makes the held deliveries of key h ready at ms with ev's
 // body (a recurring event: those of the oldest held occurrence only), and
 // returns how many.
@@ -293,7 +321,7 @@ func lockKeys(ctx context.Context, tx pgx.Tx, keys []string, now int64) (map[str
 }
 
 // saveKeys writes the states of the changed keys, each kept until its
-// expires.
+// expires (an unknown one as not decided).
 func saveKeys(ctx context.Context, tx pgx.Tx, states map[string]keyState, expires map[string]int64) error {
 	if len(expires) == 0 {
 		return nil
@@ -301,8 +329,11 @@ func saveKeys(ctx context.Context, tx pgx.Tx, states map[string]keyState, expire
 	var keys, modes []string
 	var credits, until []int64
 	for k, at := range expires {
-		st := states[k]
-		keys, modes = append(keys, k), append(modes, string(st.mode))
+		st, mode := states[k], "" // unknown: not decided
+		if st.mode != 0 {
+			mode = string(st.mode)
+		}
+		keys, modes = append(keys, k), append(modes, mode)
 		credits, until = append(credits, int64(st.credits)), append(until, at)
 	}
 	_, err := tx.Exec(ctx, `UPDATE queue_event_keys k SET mode = o.mode, credits = o.credits, expires = o.expires

@@ -48,6 +48,7 @@ type backend interface {
 	Enqueue(ctx context.Context, events []webhook.Event) (int, error)
 	Hold(ctx context.Context, events []webhook.Event, until time.Time, remember time.Duration) (int, error)
 	Confirm(ctx context.Context, events []webhook.Event, remember time.Duration) (ConfirmResult, error)
+	Forget(ctx context.Context, keys []string) error
 	Settle(now time.Time, limit int, deliver func(heldAt time.Time) bool) (released, dropped int, err error)
 	List(ctx context.Context, hookID string, limit int, untilID string) ([]webhook.Delivery, error)
 	Redeliver(ctx context.Context, hookID, deliveryID string) (int, error)
