@@ -22,6 +22,12 @@
 // `reaction` is ours, not Ocean's: Ocean fires no webhook for it, so the
 // stream has no say on whether it happens. Both sources report it, and
 // whichever reaches the store first is delivered; the other is a repeat.
+// A reaction removed (the stream's `unreacted`, which a changed reaction
+// also publishes before its new `reacted`) is forgotten, so the next
+// reaction of that user to that note is a new event, whichever source
+// reports it first. While the stream is down there is no twin to wait
+// for: the API's reaction is stored as new even when its key is
+// remembered.
 package confirm
 
 import (
@@ -44,6 +50,7 @@ type Store interface {
 	Enqueue(ctx context.Context, events []webhook.Event) (int, error)
 	Hold(ctx context.Context, events []webhook.Event, until time.Time, remember time.Duration) (int, error)
 	Confirm(ctx context.Context, events []webhook.Event, remember time.Duration) (queue.ConfirmResult, error)
+	Forget(ctx context.Context, keys []string) error
 	Settle(now time.Time, limit int, deliver func(heldAt time.Time) bool) (released, dropped int, err error)
 }
 
@@ -160,6 +167,13 @@ func (m *Merger) StreamDown(at time.Time) {
 	m.downSince = at.Add(-m.opts.DetectionDelay)
 }
 
+// streamUp reports whether the stream is up now.
+func (m *Merger) streamUp() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.up
+}
+
 // settleUntil is how far holds can be ended: now, or when the stream fell
 // behind (a hold due later waits to learn whether its twin was dropped).
 func (m *Merger) settleUntil(now time.Time) time.Time {
@@ -225,6 +239,18 @@ func (m *Merger) Enqueue(ctx context.Context, events []webhook.Event) (int, erro
 		total += n
 	}
 	if len(first) > 0 {
+		if !m.streamUp() {
+			// No twin to wait for: a reaction remembered from before
+			// (removed or changed since, which only the stream tells) is
+			// a new one.
+			keys := make([]string, len(first))
+			for i, ev := range first {
+				keys[i] = ev.Key
+			}
+			if err := m.store.Forget(ctx, keys); err != nil {
+				return total, err
+			}
+		}
 		r, err := m.store.Confirm(ctx, first, m.opts.Remember)
 		if err != nil {
 			return total, err
@@ -272,6 +298,26 @@ func (m *Merger) Stream(ctx context.Context, events []webhook.Event) error {
 	m.m.stream.WithLabelValues("confirmed").Add(float64(r.Released))
 	m.m.stream.WithLabelValues("new").Add(float64(r.New))
 	m.m.stream.WithLabelValues("repeat").Add(float64(r.Repeats))
+	return nil
+}
+
+// Unreacted takes the stream's removed reactions (stream.Sink): each is a
+// reaction event whose body names the note and the reactor, and the key's
+// confirmation is forgotten, so the next reaction under it is delivered.
+func (m *Merger) Unreacted(ctx context.Context, events []webhook.Event) error {
+	keys := make([]string, 0, len(events))
+	for _, ev := range events {
+		if k := Key(ev); k != "" && ev.Type == webhook.Reaction {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := m.store.Forget(ctx, keys); err != nil {
+		return err
+	}
+	m.m.stream.WithLabelValues("unreacted").Add(float64(len(keys)))
 	return nil
 }
 

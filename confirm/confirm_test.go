@@ -270,6 +270,73 @@ func TestStreamRepeatsAndReactions(t *testing.T) {
 	assert.Equal(t, 2.0, testutil.ToFloat64(f.m.m.stream.WithLabelValues("repeat")))
 }
 
+// reaction is bob's reaction to alice's note n1 as from reports it.
+func reaction(emoji, from string) webhook.Event {
+	return webhook.Event{Type: webhook.Reaction, UserID: "alice",
+		Body: json.RawMessage(`{"note":{"id":"n1"},"reaction":"` + emoji + `","user":{"id":"bob"},"from":"` + from + `"}`)}
+}
+
+// unreacted is the removal of bob's reaction to n1, as the stream tells it.
+var unreacted = webhook.Event{Type: webhook.Reaction, UserID: "alice", Body: json.RawMessage(`{"note":{"id":"n1"},"user":{"id":"bob"}}`)}
+
+// TestChangedReactionDelivered: bob changes his reaction to alice's note
+// (Ocean removes the old one, publishing unreacted, and makes the new one,
+// publishing reacted) within the time a key is remembered. The new reaction
+// is delivered, exactly once, whenever the API's copy of it comes: before
+// the stream's removal, between the removal and the stream's reaction, or
+// after both.
+func TestChangedReactionDelivered(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		order []string // api2, unreacted, stream2
+		want  string   // whose copy of the second reaction is delivered
+	}{
+		{"api first", []string{"api2", "unreacted", "stream2"}, "stream"},
+		{"api between", []string{"unreacted", "api2", "stream2"}, "api"},
+		{"api last", []string{"unreacted", "stream2", "api2"}, "stream"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := start(t, "", nil, nil)
+			f.m.StreamUp(f.clk.Now())
+			f.stream(t, reaction("👍", "stream"))
+			f.api(t, reaction("👍", "api"))
+			f.clk.Advance(time.Second)
+			for _, step := range tc.order {
+				switch step {
+				case "api2":
+					f.api(t, reaction("❤", "api"))
+				case "unreacted":
+					require.NoError(t, f.m.Unreacted(context.Background(), []webhook.Event{unreacted}))
+				case "stream2":
+					f.stream(t, reaction("❤", "stream"))
+				}
+			}
+			want := []string{
+				`{"note":{"id":"n1"},"reaction":"👍","user":{"id":"bob"},"from":"stream"}`,
+				`{"note":{"id":"n1"},"reaction":"❤","user":{"id":"bob"},"from":"` + tc.want + `"}`,
+			}
+			require.Eventually(t, func() bool { return len(f.rc.got()) >= 2 }, waitFor, tick)
+			assert.Never(t, func() bool { return len(f.rc.got()) > 2 }, 100*time.Millisecond, tick, "delivered once")
+			assert.ElementsMatch(t, want, f.rc.got())
+		})
+	}
+}
+
+// TestReactionChangedWhileTheStreamIsDown: with no stream to report the
+// removal, the API's reaction is a new one even when bob reacted to the
+// note a moment before.
+func TestReactionChangedWhileTheStreamIsDown(t *testing.T) {
+	f := start(t, "", nil, nil)
+	f.api(t, reaction("👍", "api"))
+	f.clk.Advance(time.Second)
+	f.api(t, reaction("❤", "api"))
+	require.Eventually(t, func() bool { return len(f.rc.got()) == 2 }, waitFor, tick)
+	assert.ElementsMatch(t, []string{
+		`{"note":{"id":"n1"},"reaction":"👍","user":{"id":"bob"},"from":"api"}`,
+		`{"note":{"id":"n1"},"reaction":"❤","user":{"id":"bob"},"from":"api"}`,
+	}, f.rc.got())
+}
+
 // TestFollowAgain: follow, unfollow, follow again are three events, even
 // though the two follows share a key.
 func TestFollowAgain(t *testing.T) {

@@ -21,7 +21,7 @@ func newMetrics() *metrics {
 		}, []string{"result"}),
 		stream: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oceanhooks_confirm_stream_events_total",
-			Help: "Event deliveries from the stream by what became of them (confirmed: held ones released with the stream's body; new; repeat).",
+			Help: "Event deliveries from the stream by what became of them (confirmed: held ones released with the stream's body; new; repeat; unreacted: a removed reaction, whose key is forgotten).",
 		}, []string{"result"}),
 		settled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "oceanhooks_confirm_unconfirmed_total",
@@ -31,7 +31,7 @@ func newMetrics() *metrics {
 	for _, r := range []string{"held", "first", "repeat", "direct"} {
 		m.api.WithLabelValues(r)
 	}
-	for _, r := range []string{"confirmed", "new", "repeat"} {
+	for _, r := range []string{"confirmed", "new", "repeat", "unreacted"} {
 		m.stream.WithLabelValues(r)
 	}
 	for _, r := range []string{"dropped", "delivered"} {

@@ -39,6 +39,10 @@ func (g *gatedSink) Stream(ctx context.Context, evs []webhook.Event) error {
 	return g.m.Stream(ctx, evs)
 }
 
+func (g *gatedSink) Unreacted(ctx context.Context, evs []webhook.Event) error {
+	return g.m.Unreacted(ctx, evs)
+}
+
 // TestHoldsWaitWhileTheStreamIsBehind: the store takes the stream's events
 // slowly, the subscriber stops reading, and Redis drops it for its output
 // buffer (client-output-buffer-limit pubsub) while an API event is held; the
@@ -168,6 +172,10 @@ func (s *tokenSink) Stream(ctx context.Context, evs []webhook.Event) error {
 	return s.m.Stream(ctx, evs)
 }
 
+func (s *tokenSink) Unreacted(ctx context.Context, evs []webhook.Event) error {
+	return s.m.Unreacted(ctx, evs)
+}
+
 // TestTwinReadBeforeAnOutageConfirmsItsHold: the twin of a held event was
 // read, but the store has not taken it yet when the connection turns out
 // lost (Redis dropped the subscriber while it was behind). The hold must not
@@ -245,4 +253,55 @@ func TestTwinReadBeforeAnOutageConfirmsItsHold(t *testing.T) {
 	require.Eventually(t, func() bool { return len(n1()) > 0 }, waitFor, tick)
 	assert.Never(t, func() bool { return len(n1()) > 1 }, 200*time.Millisecond, tick, "delivered once")
 	assert.Equal(t, []string{`{"note":{"id":"n1","from":"stream"}}`}, n1())
+}
+
+// noteReactions builds reaction bodies as the stream's reads would.
+type noteReactions struct{}
+
+func (noteReactions) ReactionBody(_ context.Context, noteID, reactorID, reaction string) ([]byte, bool, error) {
+	return []byte(`{"note":{"id":"` + noteID + `"},"reaction":"` + reaction + `","user":{"id":"` + reactorID + `"},"from":"stream"}`), true, nil
+}
+
+// TestChangedReactionThroughTheStream: bob reacts to alice's note, then
+// changes his reaction; Ocean publishes reacted, unreacted, reacted on a
+// real Redis. Both reactions are delivered, once each, though they share a
+// key; the API's copies, whenever they come, add nothing.
+func TestChangedReactionThroughTheStream(t *testing.T) {
+	const channel = "ocean.example"
+	rs := redistest.Start(t)
+	f := start(t, "", nil, nil)
+	sub, err := stream.New(stream.Options{URL: rs.URL(), Channel: channel, PingInterval: 200 * time.Millisecond,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Now: f.clk.Now,
+		Logger: slog.New(slog.DiscardHandler)}, &everyone{}, f.m, noteReactions{})
+	require.NoError(t, err)
+	sub.OnHealth(func(h stream.Health) {
+		if h.Connected && !h.Behind {
+			f.m.StreamUp(h.Since)
+		} else if !h.Connected {
+			f.m.StreamDown(h.Since)
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { return sub.Health().Connected }, waitFor, tick)
+	msg := func(typ, emoji string) string {
+		return `{"channel":"noteStream:n1","message":{"type":"` + typ + `","body":{"id":"n1","userId":"alice","body":{"reaction":"` + emoji + `","emoji":null,"userId":"bob"}}}}`
+	}
+	f.api(t, reaction("👍", "api"))
+	for _, raw := range []string{msg("reacted", "👍"), msg("unreacted", "👍"), msg("reacted", "❤")} {
+		_, err := rs.Publish(channel, raw)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return len(f.rc.got()) >= 2 }, waitFor, tick)
+	f.api(t, reaction("❤", "api"))
+	assert.Never(t, func() bool { return len(f.rc.got()) > 2 }, 200*time.Millisecond, tick, "delivered once each")
+	assert.ElementsMatch(t, []string{
+		`{"note":{"id":"n1"},"reaction":"👍","user":{"id":"bob"},"from":"api"}`,
+		`{"note":{"id":"n1"},"reaction":"❤","user":{"id":"bob"},"from":"stream"}`,
+	}, f.rc.got())
 }

@@ -57,6 +57,8 @@ func (c *countingSink) Stream(_ context.Context, evs []webhook.Event) error {
 	return nil
 }
 
+func (c *countingSink) Unreacted(context.Context, []webhook.Event) error { return nil }
+
 // BenchmarkSubscriber measures messages per second through a real Redis and
 // the whole subscriber (go-redis's reader, Decode, hand-off), with a sink that
 // costs nothing: the captured messages published in pipelined batches.

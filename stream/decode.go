@@ -38,10 +38,11 @@ const (
 
 // Channel names and prefixes Ocean publishes the webhooks' twins on.
 const (
-	chNotes     = "notesStream"
-	chMainPfx   = "mainStream:"
-	chNotePfx   = "noteStream:"
-	typeReacted = "reacted"
+	chNotes       = "notesStream"
+	chMainPfx     = "mainStream:"
+	chNotePfx     = "noteStream:"
+	typeReacted   = "reacted"
+	typeUnreacted = "unreacted"
 )
 
 // mainTypes maps a mainStream message type to the key its body takes in the
@@ -57,19 +58,22 @@ var mainTypes = map[string]string{
 
 // Reacted is a reaction to a local user's note that the stream announced:
 // the webhook body needs the note and the reacting user, which the message
-// does not carry.
+// does not carry. Removed marks an `unreacted` (a reaction removed, or
+// changed: Ocean removes the old one before it adds the new one): no event,
+// but the next reaction of ReactorID to NoteID is a new one.
 type Reacted struct {
 	NoteID    string // the note reacted to
 	AuthorID  string // the note's author: the recipient
 	ReactorID string // who reacted
 	Reaction  string // the reaction as Ocean stored it
+	Removed   bool   // an unreacted
 }
 
 // Decoded is what one message gave.
 type Decoded struct {
 	Outcome Outcome
 	Event   webhook.Event // when Outcome is Derived and Reaction is nil
-	Reacted *Reacted      // a reaction to complete with reads
+	Reacted *Reacted      // a reaction to complete with reads, or removed
 	Reason  string        // why a message is Malformed; never quotes the message
 }
 
@@ -139,29 +143,29 @@ func decodeMain(raw string, userID string, subs Subscriptions) Decoded {
 
 // decodeNoteStream: noteStream:<note id> carries a note's live updates; a
 // `reacted` one (this fork adds the author's userId) is a reaction event for
-// the author.
+// the author, an `unreacted` one (of the same shape) the removal of one.
 func decodeNoteStream(raw string, noteID string, subs Subscriptions) Decoded {
 	typ := gjson.Get(raw, "message.type")
-	if typ.Type != gjson.String || typ.Str != typeReacted {
+	if typ.Type != gjson.String || (typ.Str != typeReacted && typ.Str != typeUnreacted) {
 		return Decoded{Outcome: Ignored}
 	}
 	author := gjson.Get(raw, "message.body.userId")
 	if author.Type != gjson.String || author.Str == "" {
-		return Decoded{Outcome: Malformed, Reason: "reacted without the note's userId"}
+		return Decoded{Outcome: Malformed, Reason: typ.Str + " without the note's userId"}
 	}
 	if !subs.Subscribed(author.Str, webhook.Reaction) {
 		return Decoded{Outcome: Unsubscribed}
 	}
 	if !gjson.Valid(raw) {
-		return Decoded{Outcome: Malformed, Reason: "reacted: invalid JSON"}
+		return Decoded{Outcome: Malformed, Reason: typ.Str + ": invalid JSON"}
 	}
 	r := gjson.Get(raw, "message.body.body")
 	reaction, reactor := r.Get("reaction"), r.Get("userId")
 	if reaction.Type != gjson.String || reactor.Type != gjson.String || reactor.Str == "" || noteID == "" {
-		return Decoded{Outcome: Malformed, Reason: "reacted without reaction or userId"}
+		return Decoded{Outcome: Malformed, Reason: typ.Str + " without reaction or userId"}
 	}
-	return Decoded{Outcome: Derived, Reacted: &Reacted{
-		NoteID: noteID, AuthorID: author.Str, ReactorID: reactor.Str, Reaction: reaction.Str}}
+	return Decoded{Outcome: Derived, Reacted: &Reacted{NoteID: noteID, AuthorID: author.Str,
+		ReactorID: reactor.Str, Reaction: reaction.Str, Removed: typ.Str == typeUnreacted}}
 }
 
 // checkObject says what is wrong with v as an event's object, or "". The

@@ -137,6 +137,33 @@ func TestDecodeReacted(t *testing.T) {
 	assert.Equal(t, "👍", r.Reaction)
 }
 
+// TestDecodeUnreacted: an `unreacted` (a reaction removed, or changed) has
+// the shape of `reacted`; for an author with a `reaction` hook it names the
+// note, its author and the reactor, marked Removed; for another author it is
+// Unsubscribed, and one of unknown shape Malformed, its reason and size
+// logged, never its content.
+func TestDecodeUnreacted(t *testing.T) {
+	const raw = `{"channel":"noteStream:n1","message":{"type":"unreacted","body":{"id":"n1","userId":"u1","visibility":"public","visibleUserIds":[],"mentions":[],"replyUserId":null,"body":{"reaction":":x@.:","userId":"u2"}}}}`
+	d := Decode(raw, only{"u1", webhook.Reaction})
+	require.Equal(t, Derived, d.Outcome, d.Reason)
+	require.NotNil(t, d.Reacted)
+	assert.Equal(t, Reacted{NoteID: "n1", AuthorID: "u1", ReactorID: "u2", Reaction: ":x@.:", Removed: true}, *d.Reacted)
+
+	assert.Equal(t, Unsubscribed, Decode(raw, only{"u1", webhook.Mention}).Outcome)
+	assert.Equal(t, Unsubscribed, Decode(raw, only{"u2", webhook.Reaction}).Outcome)
+
+	for _, bad := range []string{
+		`{"channel":"noteStream:n1","message":{"type":"unreacted","body":{"id":"n1","body":{"reaction":"SECRET","userId":"u2"}}}}`,
+		`{"channel":"noteStream:n1","message":{"type":"unreacted","body":{"id":"n1","userId":"u1","body":{"reaction":"SECRET"}}}}`,
+		`{"channel":"noteStream:n1","message":{"type":"unreacted","body":{"id":"n1","userId":"u1","body":{"reaction":"SECRET","userId":"u2"`,
+	} {
+		d := Decode(bad, only{"u1", webhook.Reaction})
+		assert.Equal(t, Malformed, d.Outcome, bad)
+		assert.Contains(t, d.Reason, "unreacted")
+		assert.NotContains(t, d.Reason, "SECRET")
+	}
+}
+
 // TestDecodeConsultsTheIndexFirst: with no hook, no captured message gives an
 // event; the one subscribed pair gives only its own.
 func TestDecodeConsultsTheIndexFirst(t *testing.T) {

@@ -3,8 +3,10 @@ package stream
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -18,9 +20,18 @@ import (
 )
 
 // Sink takes the events the stream carries: it is told every event once per
-// message, in the order of the messages.
+// message, in the order of the messages (the reactions of one note and
+// reactor in their order; those of others may pass them while they are
+// read).
 type Sink interface {
 	Stream(ctx context.Context, events []webhook.Event) error
+	// Unreacted is told of the reactions removed (a reaction changed is
+	// removed, then made again): each a `reaction` event whose body names
+	// only the note and the reactor, {"note":{"id"},"user":{"id"}}. The
+	// reactor's next reaction to that note is a new event. It is told after
+	// every reaction of that note and reactor read before, and before any
+	// read after.
+	Unreacted(ctx context.Context, events []webhook.Event) error
 }
 
 // Reactions builds the body of a `reaction` event the stream announced; the
@@ -281,26 +292,36 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	client := redis.NewClient(s.redis)
 	defer client.Close()
 	events := make(chan webhook.Event, s.opts.Buffer)
-	reacted := make(chan Reacted, s.opts.Buffer)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		s.feed(ctx, events)
 	}()
-	for range reactionWorkers {
+	// The reactions of one note and reactor go to one worker, which takes
+	// them in order: a removal reaches the Sink after the reactions read
+	// before it and before those read after it.
+	reacted := make([]chan Reacted, reactionWorkers)
+	for i := range reacted {
+		reacted[i] = make(chan Reacted, (s.opts.Buffer+reactionWorkers-1)/reactionWorkers)
 		wg.Add(1)
-		go func() {
+		go func(in <-chan Reacted) {
 			defer wg.Done()
-			for r := range reacted {
-				s.complete(ctx, r)
+			for r := range in {
+				if r.Removed {
+					s.unreact(ctx, r)
+				} else {
+					s.complete(ctx, r)
+				}
 				s.pending.add(-1)
 			}
-		}()
+		}(reacted[i])
 	}
 	s.receive(ctx, client, events, reacted)
 	close(events)
-	close(reacted)
+	for _, c := range reacted {
+		close(c)
+	}
 	wg.Wait()
 	s.mu.Lock()
 	s.health = Health{Since: s.opts.Now(), LastError: "stopped"}
@@ -314,7 +335,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 // receive reads messages until ctx ends. The end of ctx closes the
 // subscription at once, and what is read after it is not taken: a Run whose
 // term ended stops reading then, not at the next ping.
-func (s *Subscriber) receive(ctx context.Context, client *redis.Client, events chan<- webhook.Event, reacted chan<- Reacted) {
+func (s *Subscriber) receive(ctx context.Context, client *redis.Client, events chan<- webhook.Event, reacted []chan Reacted) {
 	ps := client.Subscribe(ctx, s.opts.Channel)
 	defer ps.Close()
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
@@ -392,7 +413,7 @@ const catchUpPing = "oceanhooks-caught-up"
 // handle decodes one message and passes on what it gave; it reports whether
 // it had to wait for room (the state is Behind then). The message itself is
 // never logged: the channel carries tokens and secrets.
-func (s *Subscriber) handle(raw string, events chan<- webhook.Event, reacted chan<- Reacted) (waited bool) {
+func (s *Subscriber) handle(raw string, events chan<- webhook.Event, reacted []chan Reacted) (waited bool) {
 	d := Decode(raw, s.subs)
 	s.m.messages.WithLabelValues(string(d.Outcome)).Inc()
 	switch {
@@ -400,15 +421,16 @@ func (s *Subscriber) handle(raw string, events chan<- webhook.Event, reacted cha
 		s.log.Warn("event stream message of unknown shape ignored", "reason", d.Reason, "bytes", len(raw))
 	case d.Outcome != Derived:
 	case d.Reacted != nil:
-		if s.react == nil {
+		if s.react == nil && !d.Reacted.Removed {
 			break
 		}
+		in := reacted[shard(d.Reacted, len(reacted))]
 		s.pending.add(1)
 		select {
-		case reacted <- *d.Reacted:
+		case in <- *d.Reacted:
 		default:
 			s.setBehind()
-			reacted <- *d.Reacted
+			in <- *d.Reacted
 			return true
 		}
 	default:
@@ -446,30 +468,62 @@ func (s *Subscriber) feed(ctx context.Context, events <-chan webhook.Event) {
 	}
 }
 
+// shard is the worker of r's note and reactor, of n.
+func shard(r *Reacted, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(r.NoteID))
+	h.Write([]byte{0})
+	h.Write([]byte(r.ReactorID))
+	return int(h.Sum32() % uint32(n))
+}
+
 // deliver gives batch to the Sink, retrying while it fails: an event the
 // stream carried is gone from Redis once read, so it is not dropped for a
 // passing store error. After ctx ends it tries once more, then counts the
 // batch as lost.
 func (s *Subscriber) deliver(ctx context.Context, batch []webhook.Event) {
+	if s.retry(ctx, len(batch), s.sink.Stream, batch) {
+		for _, ev := range batch {
+			s.m.events.WithLabelValues(ev.Type).Inc()
+		}
+	}
+}
+
+// retry calls give with batch until it succeeds, as deliver does, and
+// reports whether it did.
+func (s *Subscriber) retry(ctx context.Context, n int, give func(context.Context, []webhook.Event) error, batch []webhook.Event) bool {
 	wait := s.opts.MinBackoff
 	for {
-		err := s.sink.Stream(context.WithoutCancel(ctx), batch)
+		err := give(context.WithoutCancel(ctx), batch)
 		if err == nil {
-			for _, ev := range batch {
-				s.m.events.WithLabelValues(ev.Type).Inc()
-			}
-			return
+			return true
 		}
 		s.m.sinkFailures.Inc()
 		if ctx.Err() != nil {
-			s.m.lost.Add(float64(len(batch)))
-			s.log.Error("events from the stream lost: the store failed at shutdown", "events", len(batch), "err", err)
-			return
+			s.m.lost.Add(float64(n))
+			s.log.Error("events from the stream lost: the store failed at shutdown", "events", n, "err", err)
+			return false
 		}
-		s.log.Error("storing events from the stream failed; retrying", "events", len(batch), "err", err)
+		s.log.Error("storing events from the stream failed; retrying", "events", n, "err", err)
 		sleep(ctx, jitter(wait))
 		wait = min(2*wait, s.opts.MaxBackoff)
 	}
+}
+
+// unreact tells the Sink that a reaction was removed.
+func (s *Subscriber) unreact(ctx context.Context, r Reacted) {
+	type id struct {
+		ID string `json:"id"`
+	}
+	body, err := json.Marshal(struct {
+		Note id `json:"note"`
+		User id `json:"user"`
+	}{id{r.NoteID}, id{r.ReactorID}})
+	if err != nil {
+		s.log.Error("a removed reaction from the stream skipped", "err", err)
+		return
+	}
+	s.retry(ctx, 1, s.sink.Unreacted, []webhook.Event{{Type: webhook.Reaction, UserID: r.AuthorID, Body: body}})
 }
 
 // complete reads what a reaction event needs and hands it to the Sink.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,6 +40,17 @@ func (r *recorder) Stream(_ context.Context, evs []webhook.Event) error {
 		return errors.New("disk on fire")
 	}
 	r.events = append(r.events, evs...)
+	return nil
+}
+
+// Unreacted keeps each removed reaction as an event of type "unreacted".
+func (r *recorder) Unreacted(_ context.Context, evs []webhook.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ev := range evs {
+		ev.Type = "unreacted"
+		r.events = append(r.events, ev)
+	}
 	return nil
 }
 
@@ -208,12 +220,13 @@ func TestSubscriberNeverLogsMessages(t *testing.T) {
 		`{"channel":"internal","message":{"type":"webhookCreated","body":{"secret":"SECRET-HOOK"}}}`,
 		`{"channel":"mainStream:u1","message":{"type":"mention","body":"SECRET-BODY"}}`,
 		`SECRET-NOT-JSON`,
+		`{"channel":"noteStream:n1","message":{"type":"unreacted","body":{"id":"n1","userId":"u1","body":{"reaction":"SECRET-REACTION"}}}}`,
 	} {
 		_, err := rs.Publish(channel, raw)
 		require.NoError(t, err)
 	}
 	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(h.sub.m.messages.WithLabelValues(string(Malformed))) == 2
+		return testutil.ToFloat64(h.sub.m.messages.WithLabelValues(string(Malformed))) == 3
 	}, 10*time.Second, 5*time.Millisecond)
 	assert.NotContains(t, h.logs.String(), "SECRET")
 	assert.Contains(t, h.logs.String(), "unknown shape")
@@ -360,4 +373,73 @@ func TestSubscriberBehindThenCaughtUp(t *testing.T) {
 	assert.Equal(t, []string{"up", "behind", "up"}, states)
 	mu.Unlock()
 	assert.Equal(t, 0.0, testutil.ToFloat64(sub.m.reconnects))
+}
+
+// slowReactions answers ReactionBody as reactions does, the first call
+// once released is closed (entered is closed when it starts).
+type slowReactions struct {
+	reactions
+	calls   atomic.Int64
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (f *slowReactions) ReactionBody(ctx context.Context, noteID, reactorID, reaction string) ([]byte, bool, error) {
+	if f.calls.Add(1) == 1 {
+		close(f.entered)
+		<-f.release
+	}
+	return f.reactions.ReactionBody(ctx, noteID, reactorID, reaction)
+}
+
+// TestSubscriberRemovedReactionInOrder: a reaction changed (👍 then ❤️:
+// Ocean publishes reacted, then unreacted and reacted) reaches the Sink in
+// that order even when reading the first reaction's note is slow: the
+// removal comes after the first reaction is stored and before the second,
+// so the second is not taken for a repeat of the first, nor forgotten.
+func TestSubscriberRemovedReactionInOrder(t *testing.T) {
+	rs := redistest.Start(t)
+	sink := &recorder{}
+	react := &slowReactions{entered: make(chan struct{}), release: make(chan struct{})}
+	sub, err := New(Options{URL: rs.URL(), Channel: channel, PingInterval: 200 * time.Millisecond,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)}, everyone{}, sink, react)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	var once sync.Once
+	release := func() { once.Do(func() { close(react.release) }) }
+	t.Cleanup(func() {
+		release()
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { return sub.Health().Connected }, 10*time.Second, 5*time.Millisecond)
+	msg := func(typ, reaction string) string {
+		return `{"channel":"noteStream:n1","message":{"type":"` + typ + `","body":{"id":"n1","userId":"u1","body":{"reaction":"` + reaction + `","emoji":null,"userId":"u2"}}}}`
+	}
+	_, err = rs.Publish(channel, msg("reacted", "👍"))
+	require.NoError(t, err)
+	<-react.entered // the first reaction's read is slow
+	for _, raw := range []string{msg("unreacted", "👍"), msg("reacted", "❤")} {
+		_, err = rs.Publish(channel, raw)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(sub.m.messages.WithLabelValues(string(Derived))) == 3
+	}, 10*time.Second, 5*time.Millisecond)
+	assert.Never(t, func() bool { return len(sink.got()) > 0 }, 200*time.Millisecond, 5*time.Millisecond,
+		"nothing overtakes the first reaction")
+	release()
+	require.Eventually(t, func() bool { return len(sink.got()) == 3 }, 10*time.Second, 5*time.Millisecond)
+	var got []string
+	for _, ev := range sink.got() {
+		got = append(got, ev.Type+"|"+ev.UserID+"|"+string(ev.Body))
+	}
+	assert.Equal(t, []string{
+		`reaction|u1|{"note":{"id":"n1"},"reaction":"👍","user":{"id":"u2"}}`,
+		`unreacted|u1|{"note":{"id":"n1"},"user":{"id":"u2"}}`,
+		`reaction|u1|{"note":{"id":"n1"},"reaction":"❤","user":{"id":"u2"}}`,
+	}, got)
 }
