@@ -27,7 +27,8 @@
 // reaction of that user to that note is a new event, whichever source
 // reports it first. While the stream is down there is no twin to wait
 // for: the API's reaction is stored as new even when its key is
-// remembered.
+// remembered (by the sidecar that runs the stream; one standing by while
+// another leads leaves the key to the leader's stream).
 package confirm
 
 import (
@@ -76,6 +77,12 @@ type Options struct {
 	// subscriber notices (two ping intervals): outages are taken to have
 	// begun that much before they were seen.
 	DetectionDelay time.Duration
+	// Leading reports whether this process runs the event stream for the
+	// store (nil: always). Only then does a stream that is down mean that
+	// no twin can come: a sidecar standing by while another one leads
+	// (several sidecars on PostgreSQL) has no stream of its own, and the
+	// leader's confirms its events.
+	Leading func() bool
 	// Now is the clock. Default time.Now.
 	Now        func() time.Time
 	Logger     *slog.Logger
@@ -167,11 +174,13 @@ func (m *Merger) StreamDown(at time.Time) {
 	m.downSince = at.Add(-m.opts.DetectionDelay)
 }
 
-// streamUp reports whether the stream is up now.
-func (m *Merger) streamUp() bool {
+// noTwin reports whether no twin can come for an event the API tap sees
+// now: this process runs the stream, and the stream is down.
+func (m *Merger) noTwin() bool {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.up
+	up := m.up
+	m.mu.Unlock()
+	return !up && (m.opts.Leading == nil || m.opts.Leading())
 }
 
 // settleUntil is how far holds can be ended: now, or when the stream fell
@@ -239,10 +248,11 @@ func (m *Merger) Enqueue(ctx context.Context, events []webhook.Event) (int, erro
 		total += n
 	}
 	if len(first) > 0 {
-		if !m.streamUp() {
+		if m.noTwin() {
 			// No twin to wait for: a reaction remembered from before
 			// (removed or changed since, which only the stream tells) is
-			// a new one.
+			// a new one. A sidecar standing by must not do this: the
+			// leader's stream may have confirmed this very reaction.
 			keys := make([]string, len(first))
 			for i, ev := range first {
 				keys[i] = ev.Key

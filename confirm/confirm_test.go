@@ -373,3 +373,16 @@ func TestKey(t *testing.T) {
 		assert.Equal(t, tc.want, Key(webhook.Event{Type: tc.typ, UserID: "u", Body: json.RawMessage(tc.body)}), tc.typ+" "+tc.body)
 	}
 }
+
+// TestStandbyLeavesRememberedReactionsToTheLeader: a sidecar standing by
+// while another one runs the stream (Leading false) has no stream of its
+// own, so its stream reads as down; a reaction the leader's stream already
+// confirmed is still a repeat there, not delivered a second time.
+func TestStandbyLeavesRememberedReactionsToTheLeader(t *testing.T) {
+	f := start(t, "", nil, nil)
+	f.m.opts.Leading = func() bool { return false }
+	f.stream(t, reaction("👍", "stream"))
+	require.Eventually(t, func() bool { return len(f.rc.got()) == 1 }, waitFor, tick)
+	f.api(t, reaction("👍", "api"))
+	assert.Never(t, func() bool { return len(f.rc.got()) > 1 }, 200*time.Millisecond, tick)
+}

@@ -208,6 +208,7 @@ func build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Serv
 		if s.merger, err = confirm.New(s.queue, confirm.Options{
 			Window:         cfg.Events.ConfirmWindow.D(),
 			DetectionDelay: 2 * stream.DefaultPingInterval,
+			Leading:        func() bool { return s.streamLeading() },
 			Logger:         logger.With("component", "confirm"),
 			Registerer:     s.reg,
 		}); err != nil {
