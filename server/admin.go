@@ -58,6 +58,10 @@ func streamStatus(h stream.Health) map[string]any {
 	if !h.Connected {
 		st["error"] = h.LastError
 	}
+	if h.Behind {
+		// Connected, but not reading: held events wait (see stream.Health).
+		st["behind"] = true
+	}
 	return st
 }
 

@@ -18,6 +18,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/oceanhooks/oceanhooks/stream"
+
 	"github.com/oceanhooks/oceanhooks/config"
 )
 
@@ -345,4 +347,15 @@ func TestAdminOperatorRoutesAcrossShutdown(t *testing.T) {
 		assert.Contains(t, body, "shutting down")
 	}
 	assert.NotContains(t, r.logs.String(), "level=ERROR", "no store errors")
+}
+
+// TestStreamStatusShowsBehind: /readyz's stream part says when the stream
+// is connected but not reading (held events wait then), and only then.
+func TestStreamStatusShowsBehind(t *testing.T) {
+	at := time.Date(2026, 11, 27, 13, 0, 0, 0, time.UTC)
+	assert.Equal(t, true, streamStatus(stream.Health{Connected: true, Behind: true, Since: at})["behind"])
+	assert.NotContains(t, streamStatus(stream.Health{Connected: true, Since: at}), "behind")
+	down := streamStatus(stream.Health{Connected: false, LastError: "connection refused", Since: at})
+	assert.NotContains(t, down, "behind")
+	assert.Equal(t, "connection refused", down["error"])
 }
