@@ -18,9 +18,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/oceanhooks/oceanhooks/stream"
-
 	"github.com/oceanhooks/oceanhooks/config"
+	"github.com/oceanhooks/oceanhooks/stream"
 )
 
 // okUpstream is an upstream that accepts connections, so /readyz is ready.
