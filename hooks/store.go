@@ -143,7 +143,15 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.db = db
+	s.be = badgerBackend{db: db, known: s.knows}
 	return s, nil
+}
+
+// knows reports whether the index holds hook id (active or not). Under the
+// write lock it is what the store holds: this process is its only writer.
+func (s *Store) knows(id string) bool {
+	_, ok := s.idx.Load().targets[id]
+	return ok
 }
 
 // open returns the store of be and builds the index from what be holds.
