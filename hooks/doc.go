@@ -14,8 +14,10 @@
 //   - Badger (Open, badger.go): one process holds the database. Management
 //     writes (create, update, delete, import, takeover) are synced after
 //     they commit, so the server may open Badger without synced writes; the
-//     queue's batches of latest attempts (RecordAttempts) rely on the
-//     database's own setting.
+//     queue's batches of latest attempts (RecordAttempts, at most 128 hooks
+//     per transaction) rely on the database's own setting, and go to a
+//     small key of their own beside each hook's record, which every read
+//     lays over the record and every write of the record folds in.
 //   - PostgreSQL (OpenPostgres, postgres.go): the tables hooks,
 //     hook_imports and hook_takeovers in the store's schema
 //     (pgstore/migrations/0001_hooks.sql), which several sidecars share.
