@@ -255,6 +255,72 @@ func TestTwinReadBeforeAnOutageConfirmsItsHold(t *testing.T) {
 	assert.Equal(t, []string{`{"note":{"id":"n1","from":"stream"}}`}, n1())
 }
 
+// TestHoldsWaitWhileALostStreamDrains: the connection is lost while the
+// reader is not behind but the store still has events read before the loss
+// to take (b0). An API event held just before the loss lost its twin with
+// the connection. While the subscriber waits for b0 before telling the loss,
+// the hold must not be judged on a stream taken to be up (dropped: lost for
+// good); once the loss is told it is delivered, as derived.
+func TestHoldsWaitWhileALostStreamDrains(t *testing.T) {
+	const channel = "ocean.example"
+	rs := redistest.Start(t)
+	f := start(t, "", nil, nil)
+	sink := &gatedSink{m: f.m, open: make(chan struct{}), entered: make(chan struct{})}
+	sub, err := stream.New(stream.Options{URL: rs.URL(), Channel: channel, PingInterval: 200 * time.Millisecond,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Buffer: 16, Now: f.clk.Now,
+		Logger: slog.New(slog.DiscardHandler)}, &everyone{}, sink, nil)
+	require.NoError(t, err)
+	var downs atomic.Int64
+	sub.OnHealth(func(h stream.Health) {
+		switch {
+		case !h.Connected:
+			downs.Add(1)
+			f.m.StreamDown(h.Since)
+		case h.Behind:
+			f.m.StreamBehind(h.Since)
+		default:
+			f.m.StreamUp(h.Since)
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	var once sync.Once
+	release := func() { once.Do(func() { close(sink.open) }) }
+	t.Cleanup(func() {
+		release()
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { return sub.Health().Connected }, waitFor, tick)
+	f.clk.Advance(window)
+
+	_, err = rs.Publish(channel, `{"channel":"mainStream:bob","message":{"type":"mention","body":{"id":"b0"}}}`)
+	require.NoError(t, err)
+	<-sink.entered // the store is busy with b0
+	f.api(t, mention("n1", "api"))
+	_, err = rs.Do("CLIENT", "KILL", "TYPE", "pubsub") // n1's twin went with the connection
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return !sub.Health().Connected }, waitFor, tick)
+	assert.Zero(t, downs.Load(), "the loss is told once b0 is through")
+
+	f.clk.Advance(2 * window)
+	f.m.settle() // n1's window is over while b0 still waits for the store
+	release()
+	require.Eventually(t, func() bool { return downs.Load() > 0 && sub.Health().Connected }, waitFor, tick)
+	f.clk.Advance(2 * window)
+	f.m.settle()
+	require.Eventually(t, func() bool {
+		for _, b := range f.rc.got() {
+			if b == `{"note":{"id":"n1","from":"api"}}` {
+				return true
+			}
+		}
+		return false
+	}, waitFor, tick, "the held event is delivered: %q", f.rc.got())
+	assert.Len(t, f.rc.got(), 2, "b0 and n1, once each")
+}
+
 // noteReactions builds reaction bodies as the stream's reads would.
 type noteReactions struct{}
 

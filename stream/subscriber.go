@@ -184,8 +184,9 @@ func New(opts Options, subs Subscriptions, sink Sink, react Reactions) (*Subscri
 // OnHealth registers f to be told of every change of the subscription's
 // state, in order. A loss of the connection is told once every event read
 // before it is through the Sink (stored, or counted lost at shutdown), so
-// that an event whose message was read is never taken as missed. Call it
-// before Run.
+// that an event whose message was read is never taken as missed; while
+// those are on their way, f is told Behind, from the loss. Call it before
+// Run.
 func (s *Subscriber) OnHealth(f func(Health)) {
 	s.mu.Lock()
 	s.onHealth = append(s.onHealth, f)
@@ -206,10 +207,16 @@ func (s *Subscriber) setHealth(up bool, err error) {
 }
 
 // lost records that the connection was lost and tells OnHealth's functions
-// once what was read before is through the Sink (or ctx ended).
+// once what was read before is through the Sink (or ctx ended). Until then
+// they are told the stream is behind from the loss: what was published
+// around it may be gone, and nothing is to be judged on the stream's word
+// meanwhile.
 func (s *Subscriber) lost(ctx context.Context, err error) {
 	s.m.reconnects.Inc()
 	if h, ok := s.change(false, err); ok {
+		if s.pending.busy() {
+			s.tell(Health{Connected: true, Behind: true, Since: h.Since})
+		}
 		s.pending.wait(ctx)
 		s.tell(h)
 	}
@@ -582,6 +589,13 @@ func (f *inflight) add(d int) {
 		f.zero = nil
 	}
 	f.mu.Unlock()
+}
+
+// busy reports whether any is in flight.
+func (f *inflight) busy() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n > 0
 }
 
 // wait returns when none is in flight, or when ctx ends.
