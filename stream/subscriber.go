@@ -359,7 +359,8 @@ func (s *Subscriber) receive(ctx context.Context, client *redis.Client, events c
 		}
 		if err != nil {
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && !pinged && s.Health().Connected {
+			timedOut := errors.As(err, &ne) && ne.Timeout()
+			if timedOut && !pinged && s.Health().Connected {
 				// Quiet: ask the server whether the connection still works.
 				if perr := ps.Ping(ctx); perr == nil {
 					pinged = true
@@ -372,7 +373,15 @@ func (s *Subscriber) receive(ctx context.Context, client *redis.Client, events c
 				return
 			}
 			backoff = min(2*backoff, s.opts.MaxBackoff)
-			// The next ReceiveTimeout reconnects and subscribes again.
+			if timedOut {
+				// go-redis keeps a connection whose reads only timed
+				// out: subscribe on it again, so that a server that
+				// answers again says so (a subscription), and one that
+				// is gone fails the write (a new connection).
+				_ = ps.Subscribe(ctx, s.opts.Channel)
+			}
+			// The next ReceiveTimeout reconnects and subscribes again
+			// after an error of the connection.
 			continue
 		}
 		pinged = false

@@ -181,6 +181,28 @@ func TestSubscriberSurvivesOutages(t *testing.T) {
 	assert.Equal(t, 2, countOf(logs, "event stream down"), "one line per state change, not per retry")
 }
 
+// TestSubscriberBackAfterAStall: Redis stops answering for longer than two
+// ping intervals (a long command, a fork, a paused host) without closing the
+// connection, then answers again. The stream is down meanwhile; once Redis
+// answers it is up again, not taken to be down for as long as the
+// connection lasts while it carries events.
+func TestSubscriberBackAfterAStall(t *testing.T) {
+	rs := redistest.Start(t, redistest.WithConfig("enable-debug-command yes"))
+	h := startSubscriber(t, Options{URL: rs.URL()}, everyone{})
+	h.waitConnected(t)
+	slept := make(chan error, 1)
+	go func() {
+		_, err := rs.Do("DEBUG", "SLEEP", "1")
+		slept <- err
+	}()
+	require.Eventually(t, func() bool { return !h.sub.Health().Connected }, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, <-slept)
+	_, err := rs.Publish(channel, `{"channel":"mainStream:u1","message":{"type":"mention","body":{"id":"n1"}}}`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(h.sink.got()) == 1 }, 10*time.Second, 5*time.Millisecond)
+	h.waitConnected(t)
+}
+
 // TestSubscriberWrongPassword: a refused login is an outage with a reason that
 // does not quote the password.
 func TestSubscriberWrongPassword(t *testing.T) {
