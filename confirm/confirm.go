@@ -43,6 +43,7 @@ import (
 	"github.com/tidwall/gjson"
 
 	"github.com/oceanhooks/oceanhooks/queue"
+	"github.com/oceanhooks/oceanhooks/stream"
 	"github.com/oceanhooks/oceanhooks/webhook"
 )
 
@@ -146,6 +147,20 @@ func (m *Merger) StreamUp(at time.Time) {
 	}
 	m.up = true
 	m.outages = append(m.outages, interval{m.downSince, at})
+}
+
+// StreamHealth tells the Merger a state of the stream as the subscriber
+// reports it (stream.Subscriber.OnHealth): down, behind or up, since
+// h.Since.
+func (m *Merger) StreamHealth(h stream.Health) {
+	switch {
+	case !h.Connected:
+		m.StreamDown(h.Since)
+	case h.Behind:
+		m.StreamBehind(h.Since)
+	default:
+		m.StreamUp(h.Since)
+	}
 }
 
 // StreamBehind: the stream is connected but has stopped reading. See

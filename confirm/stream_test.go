@@ -55,39 +55,15 @@ func TestHoldsWaitWhileTheStreamIsBehind(t *testing.T) {
 	f := start(t, "", nil, nil)
 	subs := &everyone{}
 	sink := &gatedSink{m: f.m, open: make(chan struct{}), entered: make(chan struct{})}
-	sub, err := stream.New(stream.Options{URL: rs.URL(), Channel: channel, PingInterval: 200 * time.Millisecond,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Buffer: 1, Now: f.clk.Now,
-		Logger: slog.New(slog.DiscardHandler)}, subs, sink, nil)
-	require.NoError(t, err)
-	var downs atomic.Int64
-	sub.OnHealth(func(h stream.Health) {
-		switch {
-		case !h.Connected:
-			downs.Add(1)
-			f.m.StreamDown(h.Since)
-		case h.Behind:
-			f.m.StreamBehind(h.Since)
-		default:
-			f.m.StreamUp(h.Since)
-		}
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sub.Run(ctx) }()
 	var once sync.Once
 	release := func() { once.Do(func() { close(sink.open) }) }
-	t.Cleanup(func() {
-		release()
-		cancel()
-		require.NoError(t, <-done)
-	})
-	require.Eventually(t, func() bool { return sub.Health().Connected }, waitFor, tick)
+	sub, downs := runStream(t, f, rs, 1, subs, sink, nil, release)
 	f.clk.Advance(window)
 
 	bob := func(id string) string {
 		return `{"channel":"mainStream:bob","message":{"type":"mention","body":{"id":"` + id + `"}}}`
 	}
-	_, err = rs.Publish(channel, bob("b0"))
+	_, err := rs.Publish(channel, bob("b0"))
 	require.NoError(t, err)
 	<-sink.entered // the store is busy with b0
 	asked := subs.asked.Load()
@@ -187,38 +163,14 @@ func TestTwinReadBeforeAnOutageConfirmsItsHold(t *testing.T) {
 	f := start(t, "", nil, nil)
 	subs := &everyone{}
 	sink := &tokenSink{m: f.m, tokens: make(chan struct{}, 16), entered: make(chan struct{})}
-	sub, err := stream.New(stream.Options{URL: rs.URL(), Channel: channel, PingInterval: 200 * time.Millisecond,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Buffer: 1, Now: f.clk.Now,
-		Logger: slog.New(slog.DiscardHandler)}, subs, sink, nil)
-	require.NoError(t, err)
-	var downs atomic.Int64
-	sub.OnHealth(func(h stream.Health) {
-		switch {
-		case !h.Connected:
-			downs.Add(1)
-			f.m.StreamDown(h.Since)
-		case h.Behind:
-			f.m.StreamBehind(h.Since)
-		default:
-			f.m.StreamUp(h.Since)
-		}
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sub.Run(ctx) }()
 	var once sync.Once
 	release := func() { once.Do(func() { close(sink.tokens) }) }
-	t.Cleanup(func() {
-		release()
-		cancel()
-		require.NoError(t, <-done)
-	})
-	require.Eventually(t, func() bool { return sub.Health().Connected }, waitFor, tick)
+	sub, downs := runStream(t, f, rs, 1, subs, sink, nil, release)
 	f.clk.Advance(window)
 
 	f.api(t, mention("n1", "api"))
 	bob := `{"channel":"mainStream:bob","message":{"type":"mention","body":{"id":"b0"}}}`
-	_, err = rs.Publish(channel, bob)
+	_, err := rs.Publish(channel, bob)
 	require.NoError(t, err)
 	<-sink.entered // the store is busy with b0
 	asked := subs.asked.Load()
@@ -266,36 +218,12 @@ func TestHoldsWaitWhileALostStreamDrains(t *testing.T) {
 	rs := redistest.Start(t)
 	f := start(t, "", nil, nil)
 	sink := &gatedSink{m: f.m, open: make(chan struct{}), entered: make(chan struct{})}
-	sub, err := stream.New(stream.Options{URL: rs.URL(), Channel: channel, PingInterval: 200 * time.Millisecond,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Buffer: 16, Now: f.clk.Now,
-		Logger: slog.New(slog.DiscardHandler)}, &everyone{}, sink, nil)
-	require.NoError(t, err)
-	var downs atomic.Int64
-	sub.OnHealth(func(h stream.Health) {
-		switch {
-		case !h.Connected:
-			downs.Add(1)
-			f.m.StreamDown(h.Since)
-		case h.Behind:
-			f.m.StreamBehind(h.Since)
-		default:
-			f.m.StreamUp(h.Since)
-		}
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sub.Run(ctx) }()
 	var once sync.Once
 	release := func() { once.Do(func() { close(sink.open) }) }
-	t.Cleanup(func() {
-		release()
-		cancel()
-		require.NoError(t, <-done)
-	})
-	require.Eventually(t, func() bool { return sub.Health().Connected }, waitFor, tick)
+	sub, downs := runStream(t, f, rs, 16, &everyone{}, sink, nil, release)
 	f.clk.Advance(window)
 
-	_, err = rs.Publish(channel, `{"channel":"mainStream:bob","message":{"type":"mention","body":{"id":"b0"}}}`)
+	_, err := rs.Publish(channel, `{"channel":"mainStream:bob","message":{"type":"mention","body":{"id":"b0"}}}`)
 	require.NoError(t, err)
 	<-sink.entered // the store is busy with b0
 	f.api(t, mention("n1", "api"))
@@ -336,25 +264,7 @@ func TestChangedReactionThroughTheStream(t *testing.T) {
 	const channel = "ocean.example"
 	rs := redistest.Start(t)
 	f := start(t, "", nil, nil)
-	sub, err := stream.New(stream.Options{URL: rs.URL(), Channel: channel, PingInterval: 200 * time.Millisecond,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Now: f.clk.Now,
-		Logger: slog.New(slog.DiscardHandler)}, &everyone{}, f.m, noteReactions{})
-	require.NoError(t, err)
-	sub.OnHealth(func(h stream.Health) {
-		if h.Connected && !h.Behind {
-			f.m.StreamUp(h.Since)
-		} else if !h.Connected {
-			f.m.StreamDown(h.Since)
-		}
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sub.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	require.Eventually(t, func() bool { return sub.Health().Connected }, waitFor, tick)
+	runStream(t, f, rs, 0, &everyone{}, f.m, noteReactions{}, nil)
 	msg := func(typ, emoji string) string {
 		return `{"channel":"noteStream:n1","message":{"type":"` + typ + `","body":{"id":"n1","userId":"alice","body":{"reaction":"` + emoji + `","emoji":null,"userId":"bob"}}}}`
 	}
@@ -370,4 +280,36 @@ func TestChangedReactionThroughTheStream(t *testing.T) {
 		`{"note":{"id":"n1"},"reaction":"👍","user":{"id":"bob"},"from":"api"}`,
 		`{"note":{"id":"n1"},"reaction":"❤","user":{"id":"bob"},"from":"stream"}`,
 	}, f.rc.got())
+}
+
+// runStream runs a subscriber of rs's channel "ocean.example" (buffer 0:
+// the default) that feeds sink and tells f's Merger its health, until the
+// test ends; release, if any, runs first (a gated sink lets it finish). It
+// returns the subscriber, connected, and the count of losses it told.
+func runStream(t *testing.T, f *fixture, rs *redistest.Server, buffer int, subs stream.Subscriptions, sink stream.Sink,
+	react stream.Reactions, release func()) (*stream.Subscriber, *atomic.Int64) {
+	t.Helper()
+	sub, err := stream.New(stream.Options{URL: rs.URL(), Channel: "ocean.example", PingInterval: 200 * time.Millisecond,
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Buffer: buffer, Now: f.clk.Now,
+		Logger: slog.New(slog.DiscardHandler)}, subs, sink, react)
+	require.NoError(t, err)
+	var downs atomic.Int64
+	sub.OnHealth(func(h stream.Health) {
+		if !h.Connected {
+			downs.Add(1)
+		}
+	})
+	sub.OnHealth(f.m.StreamHealth)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+	t.Cleanup(func() {
+		if release != nil {
+			release()
+		}
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.Eventually(t, func() bool { return sub.Health().Connected }, waitFor, tick)
+	return sub, &downs
 }

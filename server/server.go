@@ -234,16 +234,7 @@ func build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Serv
 		}, s.hooks, s.merger, engine); err != nil {
 			return nil, err
 		}
-		s.stream.OnHealth(func(h stream.Health) {
-			switch {
-			case !h.Connected:
-				s.merger.StreamDown(h.Since)
-			case h.Behind:
-				s.merger.StreamBehind(h.Since)
-			default:
-				s.merger.StreamUp(h.Since)
-			}
-		})
+		s.stream.OnHealth(s.merger.StreamHealth)
 		s.lead = s.store.leader()
 		if err := s.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "oceanhooks_stream_leader",
