@@ -23,26 +23,6 @@ type everyone struct{ asked atomic.Int64 }
 
 func (e *everyone) Subscribed(string, string) bool { e.asked.Add(1); return true }
 
-// gatedSink hands the stream's events to the Merger once open is closed.
-type gatedSink struct {
-	m       *Merger
-	open    chan struct{}
-	entered chan struct{} // closed at the first call
-	first   atomic.Bool
-}
-
-func (g *gatedSink) Stream(ctx context.Context, evs []webhook.Event) error {
-	if g.first.CompareAndSwap(false, true) {
-		close(g.entered)
-	}
-	<-g.open
-	return g.m.Stream(ctx, evs)
-}
-
-func (g *gatedSink) Unreacted(ctx context.Context, evs []webhook.Event) error {
-	return g.m.Unreacted(ctx, evs)
-}
-
 // TestHoldsWaitWhileTheStreamIsBehind: the store takes the stream's events
 // slowly, the subscriber stops reading, and Redis drops it for its output
 // buffer (client-output-buffer-limit pubsub) while an API event is held; the
@@ -54,9 +34,9 @@ func TestHoldsWaitWhileTheStreamIsBehind(t *testing.T) {
 	rs := redistest.Start(t, redistest.WithConfig("client-output-buffer-limit pubsub 64kb 0 0"))
 	f := start(t, "", nil, nil)
 	subs := &everyone{}
-	sink := &gatedSink{m: f.m, open: make(chan struct{}), entered: make(chan struct{})}
+	sink := newTokenSink(f.m)
 	var once sync.Once
-	release := func() { once.Do(func() { close(sink.open) }) }
+	release := func() { once.Do(func() { close(sink.tokens) }) }
 	sub, downs := runStream(t, f, rs, 1, subs, sink, nil, release)
 	f.clk.Advance(window)
 
@@ -132,12 +112,16 @@ func TestHoldsJudgedOnceTheStreamCaughtUp(t *testing.T) {
 }
 
 // tokenSink hands the stream's events to the Merger one call per token
-// (all of them once tokens is closed).
+// (all of them once tokens is closed: a gate).
 type tokenSink struct {
 	m       *Merger
 	tokens  chan struct{}
 	entered chan struct{} // closed at the first call
 	first   atomic.Bool
+}
+
+func newTokenSink(m *Merger) *tokenSink {
+	return &tokenSink{m: m, tokens: make(chan struct{}, 16), entered: make(chan struct{})}
 }
 
 func (s *tokenSink) Stream(ctx context.Context, evs []webhook.Event) error {
@@ -162,7 +146,7 @@ func TestTwinReadBeforeAnOutageConfirmsItsHold(t *testing.T) {
 	rs := redistest.Start(t)
 	f := start(t, "", nil, nil)
 	subs := &everyone{}
-	sink := &tokenSink{m: f.m, tokens: make(chan struct{}, 16), entered: make(chan struct{})}
+	sink := newTokenSink(f.m)
 	var once sync.Once
 	release := func() { once.Do(func() { close(sink.tokens) }) }
 	sub, downs := runStream(t, f, rs, 1, subs, sink, nil, release)
@@ -217,9 +201,9 @@ func TestHoldsWaitWhileALostStreamDrains(t *testing.T) {
 	const channel = "ocean.example"
 	rs := redistest.Start(t)
 	f := start(t, "", nil, nil)
-	sink := &gatedSink{m: f.m, open: make(chan struct{}), entered: make(chan struct{})}
+	sink := newTokenSink(f.m)
 	var once sync.Once
-	release := func() { once.Do(func() { close(sink.open) }) }
+	release := func() { once.Do(func() { close(sink.tokens) }) }
 	sub, downs := runStream(t, f, rs, 16, &everyone{}, sink, nil, release)
 	f.clk.Advance(window)
 
