@@ -36,8 +36,7 @@ func TestHoldsWaitWhileTheStreamIsBehind(t *testing.T) {
 	f := start(t, "", nil, nil)
 	subs := &everyone{}
 	sink := newTokenSink(f.m)
-	var once sync.Once
-	release := func() { once.Do(func() { close(sink.tokens) }) }
+	release := sink.release
 	sub, downs := runStream(t, f, rs, 1, subs, sink, nil, release)
 	f.clk.Advance(window)
 
@@ -110,7 +109,11 @@ type tokenSink struct {
 	tokens  chan struct{}
 	entered chan struct{} // closed at the first call
 	first   atomic.Bool
+	closed  sync.Once
 }
+
+// release lets every call through from now on (closes tokens, once).
+func (s *tokenSink) release() { s.closed.Do(func() { close(s.tokens) }) }
 
 func newTokenSink(m *Merger) *tokenSink {
 	return &tokenSink{m: m, tokens: make(chan struct{}, 16), entered: make(chan struct{})}
@@ -139,8 +142,7 @@ func TestTwinReadBeforeAnOutageConfirmsItsHold(t *testing.T) {
 	f := start(t, "", nil, nil)
 	subs := &everyone{}
 	sink := newTokenSink(f.m)
-	var once sync.Once
-	release := func() { once.Do(func() { close(sink.tokens) }) }
+	release := sink.release
 	sub, downs := runStream(t, f, rs, 1, subs, sink, nil, release)
 	f.clk.Advance(window)
 
@@ -194,8 +196,7 @@ func TestHoldsWaitWhileALostStreamDrains(t *testing.T) {
 	rs := redistest.Start(t)
 	f := start(t, "", nil, nil)
 	sink := newTokenSink(f.m)
-	var once sync.Once
-	release := func() { once.Do(func() { close(sink.tokens) }) }
+	release := sink.release
 	sub, downs := runStream(t, f, rs, 16, &everyone{}, sink, nil, release)
 	f.clk.Advance(window)
 

@@ -417,18 +417,9 @@ func TestContractRestart(t *testing.T) {
 // is stored new; Settle releases or drops the holds whose time is up.
 func TestContractHoldConfirmSettle(t *testing.T) {
 	eachStore(t, func(t *testing.T, s store) {
-		clock := newFakeClock()
-		rc := newScripted(t)
-		fh := newFakeHooks()
-		fh.add("h1", "u1", rc.URL, "", "mention")
-		q, _ := s.open(t, fh, testOptions(clock))
-		start(t, q)
+		clock, rc, q := keyedQueue(t, s)
 		ctx := context.Background()
-		keyedEv := func(key, body string) webhook.Event {
-			ev := event("u1", "mention", body)
-			ev.Key = key
-			return ev
-		}
+		keyedEv := func(key, body string) webhook.Event { return keyed("u1", "mention", key, body) }
 
 		n, err := q.Hold(ctx, []webhook.Event{keyedEv("k1", `{"v":"held"}`)}, clock.Now().Add(time.Minute), time.Hour)
 		require.NoError(t, err)
@@ -486,16 +477,11 @@ func TestContractHoldConfirmSettle(t *testing.T) {
 // again); a held key and a key with credits are left as they are.
 func TestContractForget(t *testing.T) {
 	eachStore(t, func(t *testing.T, s store) {
-		clock := newFakeClock()
-		rc := newScripted(t)
-		fh := newFakeHooks()
-		fh.add("h1", "u1", rc.URL, "", "mention")
-		q, _ := s.open(t, fh, testOptions(clock))
-		start(t, q)
+		clock, rc, q := keyedQueue(t, s)
 		ctx := context.Background()
 		keyedEv := func(key, body string, recurs bool) webhook.Event {
-			ev := event("u1", "mention", body)
-			ev.Key, ev.Recurs = key, recurs
+			ev := keyed("u1", "mention", key, body)
+			ev.Recurs = recurs
 			return ev
 		}
 
@@ -566,4 +552,17 @@ func TestContractListPages(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, all[4:], older)
 	})
+}
+
+// keyedQueue opens and runs a queue of s with one hook, h1 of u1 on
+// `mention`, whose receiver answers as scripted.
+func keyedQueue(t *testing.T, s store) (*fakeClock, *scripted, contractQueue) {
+	t.Helper()
+	clock := newFakeClock()
+	rc := newScripted(t)
+	fh := newFakeHooks()
+	fh.add("h1", "u1", rc.URL, "", "mention")
+	q, _ := s.open(t, fh, testOptions(clock))
+	start(t, q)
+	return clock, rc, q
 }
