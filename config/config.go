@@ -22,6 +22,7 @@ const (
 	DefaultUpstreamTimeout     = 60 * time.Second
 	DefaultMaxIdleConnsPerHost = 1024
 	DefaultProxyTransport      = "lean"
+	DefaultProxyServer         = "lean"
 	DefaultAuthCacheTTL        = 30 * time.Second
 	DefaultAuthFailureTTL      = 5 * time.Second
 	DefaultAuthTimeout         = 5 * time.Second
@@ -171,6 +172,12 @@ type Proxy struct {
 	// Transport, as before the lean one existed (for operators who need it).
 	// Timeouts and idle connections above apply to both. Default lean.
 	Transport string `yaml:"transport"`
+	// Server is what serves the clients' connections: "lean", the sidecar's
+	// own HTTP/1.1 server (package front: no per-request background read,
+	// deadline changes or second buffer), or "stdlib", Go's net/http server
+	// (for operators who need it). The listener's timeouts apply to both.
+	// Default lean.
+	Server string `yaml:"server"`
 	// ObserveTimeout bounds deriving and storing the events of one tapped
 	// call (the extra Ocean reads included), after Ocean answered and before
 	// the client gets the answer; past it the call's events are lost (counted
@@ -323,6 +330,7 @@ func Default() Config {
 			TrustedProxies:      []string{},
 			MaxIdleConnsPerHost: DefaultMaxIdleConnsPerHost,
 			Transport:           DefaultProxyTransport,
+			Server:              DefaultProxyServer,
 			ObserveTimeout:      Duration(DefaultObserveTimeout),
 		},
 		Auth: Auth{

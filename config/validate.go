@@ -71,6 +71,9 @@ func (c Config) validate() []Problem {
 	if c.Proxy.Transport != "lean" && c.Proxy.Transport != "stdlib" {
 		bad("proxy.transport", "must be lean or stdlib, got %q", c.Proxy.Transport)
 	}
+	if c.Proxy.Server != "lean" && c.Proxy.Server != "stdlib" {
+		bad("proxy.server", "must be lean or stdlib, got %q", c.Proxy.Server)
+	}
 	if _, err := ParsePrefixes(c.Delivery.AllowedPrivateNetworks); err != nil {
 		bad("delivery.allowedPrivateNetworks", "%v", err)
 	}

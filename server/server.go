@@ -24,6 +24,7 @@ import (
 	"github.com/oceanhooks/oceanhooks/admin"
 	"github.com/oceanhooks/oceanhooks/config"
 	"github.com/oceanhooks/oceanhooks/confirm"
+	"github.com/oceanhooks/oceanhooks/front"
 	"github.com/oceanhooks/oceanhooks/hooks"
 	"github.com/oceanhooks/oceanhooks/matchers"
 	"github.com/oceanhooks/oceanhooks/ocean"
@@ -71,7 +72,8 @@ type Server struct {
 	lead leader
 
 	mainLn, adminLn net.Listener
-	main, admin     *http.Server
+	main            httpServer // the proxy's listener: front.Server, or net/http's
+	admin           *http.Server
 	gate            gate // handlers that may touch the store: proxy and admin operator routes
 	draining        atomic.Bool
 	closeOnce       sync.Once
@@ -298,11 +300,20 @@ func build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Serv
 		return nil, err
 	}
 	httpLog := slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn)
-	s.main = &http.Server{
-		Handler:           s.track(s.proxy),
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		IdleTimeout:       IdleTimeout,
-		ErrorLog:          httpLog,
+	if cfg.Proxy.Server == "stdlib" {
+		s.main = &http.Server{
+			Handler:           s.track(s.proxy),
+			ReadHeaderTimeout: ReadHeaderTimeout,
+			IdleTimeout:       IdleTimeout,
+			ErrorLog:          httpLog,
+		}
+	} else {
+		s.main = &front.Server{
+			Handler:           s.track(s.proxy),
+			ReadHeaderTimeout: ReadHeaderTimeout,
+			IdleTimeout:       IdleTimeout,
+			Logger:            logger.With("component", "http"),
+		}
 	}
 	s.admin = &http.Server{
 		Handler:           s.console.Handler(),
@@ -311,6 +322,13 @@ func build(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Serv
 		ErrorLog:          httpLog,
 	}
 	return s, nil
+}
+
+// httpServer is what front.Server and http.Server have in common.
+type httpServer interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // quickRetries maps the config's count to queue.Options, where 0 means the
