@@ -3,7 +3,6 @@ package proxy
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"github.com/oceanhooks/oceanhooks/internal/testlog"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -11,22 +10,55 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/oceanhooks/oceanhooks/front"
+	"github.com/oceanhooks/oceanhooks/internal/testlog"
 )
 
 // sidecar is a Proxy served by a real loopback server, with the client that
 // talks to it (no transparent decompression, so raw bytes are compared).
 type sidecar struct {
 	p      *Proxy
-	srv    *httptest.Server
+	srv    *frontend
 	client *http.Client
 	logs   *logBuffer
+}
+
+// frontend is the loopback server in front of the Proxy: front.Server, as
+// the sidecar serves by default, or net/http's with
+// OCEANHOOKS_TEST_SERVER=stdlib.
+type frontend struct {
+	URL   string
+	Close func()
+}
+
+func serveFront(t testing.TB, h http.Handler) *frontend {
+	t.Helper()
+	if os.Getenv("OCEANHOOKS_TEST_SERVER") == "stdlib" {
+		srv := httptest.NewServer(h)
+		return &frontend{URL: srv.URL, Close: srv.Close}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	fs := &front.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = fs.Serve(ln)
+	}()
+	return &frontend{URL: "http://" + ln.Addr().String(), Close: func() {
+		_ = fs.Close()
+		<-done
+	}}
 }
 
 // newUpstream starts a loopback server standing in for Ocean.
@@ -58,7 +90,7 @@ func newSidecar(t testing.TB, upstream string, edit func(*Options)) *sidecar {
 
 func serveSidecar(t testing.TB, p *Proxy, h http.Handler, logs *logBuffer) *sidecar {
 	t.Helper()
-	srv := httptest.NewServer(h)
+	srv := serveFront(t, h)
 	t.Cleanup(srv.Close)
 	tr := &http.Transport{DisableCompression: true}
 	t.Cleanup(tr.CloseIdleConnections)

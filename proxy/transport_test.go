@@ -128,7 +128,15 @@ func TestUpstreamConnectionsAreReused(t *testing.T) {
 				require.Equal(t, http.StatusOK, got.status)
 				require.Equal(t, "ok", string(got.body))
 			}
-			assert.Equal(t, int32(1), cc.opened.Load(), "one keep-alive connection carries every request")
+			if tr == TransportLean {
+				assert.Equal(t, int32(1), cc.opened.Load(), "one keep-alive connection carries every request")
+				return
+			}
+			// net/http's Transport hands a connection back to its pool from
+			// its own goroutine once the body was read: a next request that
+			// comes sooner (the front server answers as soon as the handler
+			// returns) dials while it waits, and may get the new connection.
+			assert.LessOrEqual(t, cc.opened.Load(), int32(2), "keep-alive connections carry the requests")
 		})
 	}
 }
