@@ -56,6 +56,9 @@ type conn struct {
 
 	lastPOST bool
 	werr     error
+	// linger is set when the client may still be sending what was not
+	// read: the connection is half-closed and drained before it closes.
+	linger bool
 }
 
 func (s *Server) newConn(rwc net.Conn) *conn {
@@ -100,15 +103,30 @@ func (r *connReader) Read(p []byte) (int, error) {
 
 // connWriter writes responses to the connection and remembers the first
 // error.
-type connWriter struct{ c *conn }
+type connWriter struct {
+	c *conn
+	// info is set while an informational response other than 100 is
+	// written: as with net/http, it leaves a 100 Continue owed.
+	info bool
+}
 
 func (w *connWriter) Write(p []byte) (int, error) {
 	c := w.c
 	if c.contPending.Load() {
 		c.contMu.Lock()
+		if w.info {
+			n, err := w.write(p)
+			c.contMu.Unlock()
+			return n, err
+		}
 		c.contPending.Store(false)
 		c.contMu.Unlock()
 	}
+	return w.write(p)
+}
+
+func (w *connWriter) write(p []byte) (int, error) {
+	c := w.c
 	n, err := c.rwc.Write(p)
 	if err != nil && c.werr == nil {
 		c.werr = err
@@ -184,6 +202,9 @@ func (c *conn) serve() {
 // end closes the connection unless it was hijacked, and forgets it.
 func (c *conn) end() {
 	if c.state.Load() != stateHijacked {
+		if c.linger {
+			c.lingerClose()
+		}
 		c.state.Store(stateClosed)
 		_ = c.rwc.Close()
 		if c.br != nil {
@@ -193,6 +214,19 @@ func (c *conn) end() {
 		}
 	}
 	c.s.untrackConn(c)
+}
+
+// lingerClose half-closes the connection and reads what the client still
+// sends until it closes its side, for at most lingerFor. Closing a socket
+// with unread data sends a reset, which can cost the client the response
+// it has not read yet; net/http waits the same way.
+func (c *conn) lingerClose() {
+	cw, ok := c.rwc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = c.rwc.SetReadDeadline(time.Now().Add(lingerFor))
+	_, _ = io.Copy(io.Discard, c.rwc)
 }
 
 // kill closes the connection now, whatever it is doing.
@@ -285,6 +319,7 @@ func (c *conn) refuse(err error) {
 	switch {
 	case c.lr.hit:
 		c.answer(http.StatusRequestHeaderFieldsTooLarge, "")
+		c.linger = true // the rest of the head may still come
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isNetError(err):
 		// The client left, or the watch closed the connection.
 	case strings.Contains(err.Error(), "unsupported transfer encoding"):
@@ -319,15 +354,18 @@ func (c *conn) serveRequest(req *http.Request) bool {
 	w := &response{c: c, req: req, header: make(http.Header), status: 0, length: -1}
 
 	if req.Body != nil && req.Body != http.NoBody {
-		rc.body = &reqBody{rc: req.Body, c: c}
+		rc.body = &reqBody{rc: req.Body, c: c, left: req.ContentLength}
 		req.Body = rc.body
 		w.rb = rc.body
 	}
-	if ex := req.Header["Expect"]; len(ex) > 0 {
-		if len(ex) != 1 || !strings.EqualFold(ex[0], "100-continue") {
+	if ex := req.Header["Expect"]; len(ex) > 0 && ex[0] != "" {
+		// As net/http: the first Expect field counts, 100-continue as one
+		// of its tokens; anything else is an expectation not met.
+		if !hasToken(ex[0], "100-continue") {
 			w.header.Set("Connection", "close")
 			w.WriteHeader(http.StatusExpectationFailed)
 			w.finish()
+			c.linger = rc.body != nil
 			return false
 		}
 		if req.ProtoAtLeast(1, 1) && rc.body != nil {
@@ -352,8 +390,43 @@ func (c *conn) serveRequest(req *http.Request) bool {
 		return false
 	}
 	w.finish()
-	return w.reusable()
+	if w.reusable() {
+		return true
+	}
+	c.linger = c.werr == nil && rc.body != nil && rc.body.unread()
+	return false
 }
+
+// hasToken reports whether v lists token (lower case) as a whole element
+// between spaces, tabs or commas, ignoring ASCII case: net/http's reading
+// of Expect.
+func hasToken(v, token string) bool {
+	for at := 0; at+len(token) <= len(v); at++ {
+		if at > 0 && !isTokenBoundary(v[at-1]) {
+			continue
+		}
+		if end := at + len(token); end < len(v) && !isTokenBoundary(v[end]) {
+			continue
+		}
+		match := true
+		for i := range len(token) {
+			b := v[at+i]
+			if 'A' <= b && b <= 'Z' {
+				b += 'a' - 'A'
+			}
+			if b != token[i] {
+				match = false
+				break
+			}
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
+
+func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
 
 // gone peeks at the socket without blocking: true when the client closed
 // its side or the connection broke. Data (a pipelined request) or nothing
@@ -449,10 +522,11 @@ type reqBody struct {
 	c    *conn
 	mu   sync.Mutex
 	rc   io.ReadCloser
-	cont bool // a 100 Continue is owed on the first read
+	cont bool  // a 100 Continue is owed on the first read
+	left int64 // the declared length not read yet; -1 if none was declared
 	eof  atomic.Bool
-	bad  bool // a read failed: what follows on the wire is not a request
-	shut bool // the request ended: no more reads
+	bad  atomic.Bool // a read failed: what follows on the wire is not a request
+	shut bool        // the request ended: no more reads
 }
 
 func (b *reqBody) Read(p []byte) (int, error) {
@@ -466,11 +540,14 @@ func (b *reqBody) Read(p []byte) (int, error) {
 		b.c.sendContinue()
 	}
 	n, err := b.rc.Read(p)
+	if b.left > 0 {
+		b.left -= int64(n)
+	}
 	switch {
 	case err == io.EOF:
 		b.eof.Store(true)
 	case err != nil:
-		b.bad = true
+		b.bad.Store(true)
 	}
 	return n, err
 }
@@ -490,6 +567,11 @@ func (c *conn) sendContinue() {
 	_, _ = io.WriteString(c.rwc, "HTTP/1.1 100 Continue\r\n\r\n")
 }
 
+// unread reports whether the client may still be sending the body: it was
+// neither read to its end nor broken. It does not wait for a read under way
+// (one the handler left running).
+func (b *reqBody) unread() bool { return !b.eof.Load() && !b.bad.Load() }
+
 // settle ends the body after the handler returned: what the handler left
 // unread is read and dropped, up to maxDiscard, so the connection can carry
 // the next request. It reports whether it can.
@@ -497,13 +579,21 @@ func (b *reqBody) settle() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.shut {
-		return !b.bad && b.eof.Load()
+		return !b.bad.Load() && b.eof.Load()
 	}
-	b.shut = true
 	if b.eof.Load() {
+		b.shut = true
 		return true
 	}
-	if b.bad || b.cont {
+	if b.left >= maxDiscard {
+		// Declared too big to drop: the connection will close after the
+		// response, which does not wait for the body (the client may send
+		// it only once it read the response). As with net/http, the
+		// handler may still read it.
+		return false
+	}
+	b.shut = true
+	if b.bad.Load() || b.cont {
 		// A failed body leaves the framing unknown; one never asked for
 		// (no 100 Continue sent) may or may not come.
 		return false

@@ -87,12 +87,10 @@ func (w *response) writeHead(auto bool, first []byte) {
 
 	if allowed {
 		_, typed := h["Content-Type"]
-		sniff := w.held
-		if len(sniff) == 0 {
-			sniff = first
-		}
-		if !typed && !hasTE && h.Get("Content-Encoding") == "" && len(sniff) > 0 {
-			extra = append(extra, "Content-Type: "+http.DetectContentType(sniff)+"\r\n")
+		if !typed && !hasTE && h.Get("Content-Encoding") == "" {
+			if sniff := w.bodyStart(first); len(sniff) > 0 {
+				extra = append(extra, "Content-Type: "+http.DetectContentType(sniff)+"\r\n")
+			}
 		}
 	} else {
 		drop("Content-Length")
@@ -145,6 +143,23 @@ func (w *response) writeHead(auto bool, first []byte) {
 		_, _ = bw.WriteString(l)
 	}
 	_, _ = bw.WriteString("\r\n")
+}
+
+// sniffLen is how much of a body http.DetectContentType looks at.
+const sniffLen = 512
+
+// bodyStart is the start of the body, for sniffing: what was held back,
+// then the write that made the head go out. The latter is copied into the
+// held buffer's spare room, past its length, so nothing is allocated.
+func (w *response) bodyStart(first []byte) []byte {
+	held := w.held
+	if len(held) == 0 {
+		return first
+	}
+	if n := min(len(first), sniffLen-len(held)); n > 0 {
+		return append(held, first[:n]...)
+	}
+	return held
 }
 
 // writeTrailers writes the trailers the handler declared in its Trailer

@@ -96,13 +96,16 @@ func (w *response) WriteHeader(code int) {
 	}
 }
 
-// informational writes a 1xx response at once.
+// informational writes a 1xx response at once. Only a 100 takes the place
+// of the 100 Continue the body's first read would send.
 func (w *response) informational(code int) {
 	bw := w.writer()
+	w.c.cw.info = code != http.StatusContinue
 	_, _ = bw.WriteString(statusLine(code, w.req.ProtoAtLeast(1, 1)))
 	_ = w.header.WriteSubset(bw, noBodyHeaders)
 	_, _ = bw.WriteString("\r\n")
 	_ = bw.Flush()
+	w.c.cw.info = false
 }
 
 var noBodyHeaders = map[string]bool{"Content-Length": true, "Transfer-Encoding": true}

@@ -43,6 +43,10 @@ const (
 	// writerSize is the size of the pooled response buffers: a response
 	// whose head and body fit goes out in one write.
 	writerSize = 4 << 10
+	// lingerFor is how long a connection closed with a request's data
+	// unread waits for the client to close its side (net/http's
+	// rstAvoidanceDelay).
+	lingerFor = 500 * time.Millisecond
 	// beforeHead is how much of a body of unknown length is held back before
 	// the head is written: a body that ends within it is sent with a
 	// Content-Length instead of chunked (net/http holds 2 KiB).
