@@ -41,6 +41,10 @@ type conn struct {
 
 	state atomic.Int32
 	since atomic.Int64 // the watch's clock when the state last changed
+	// used is set once the first request's head began: Shutdown gives a
+	// connection that has not sent a byte yet a moment to send its first
+	// request, as net/http does.
+	used atomic.Bool
 
 	lr connReader
 	br *bufio.Reader
@@ -56,6 +60,7 @@ type conn struct {
 
 	lastPOST bool
 	werr     error
+	body     *reqBody // the latest request's body; ended with the connection
 	// linger is set when the client may still be sending what was not
 	// read: the connection is half-closed and drained before it closes.
 	linger bool
@@ -95,8 +100,11 @@ func (r *connReader) Read(p []byte) (int, error) {
 	}
 	n, err := r.c.rwc.Read(p)
 	r.remain -= int64(n)
-	if n > 0 && r.c.state.Load() == stateIdle && !r.c.moveTo(stateIdle, stateHead) {
-		return 0, net.ErrClosed
+	if n > 0 && r.c.state.Load() == stateIdle {
+		if !r.c.moveTo(stateIdle, stateHead) {
+			return 0, net.ErrClosed
+		}
+		r.c.used.Store(true)
 	}
 	return n, err
 }
@@ -169,7 +177,7 @@ func (c *conn) serve() {
 	for {
 		if c.br.Buffered() > 0 {
 			// A pipelined request is already here.
-			if !c.moveTo(c.state.Load(), stateHead) {
+			if !c.moveTo(stateIdle, stateHead) {
 				return
 			}
 		}
@@ -207,6 +215,15 @@ func (c *conn) end() {
 		}
 		c.state.Store(stateClosed)
 		_ = c.rwc.Close()
+		if b := c.body; b != nil {
+			// A goroutine the handler left reading the body (net/http's
+			// Transport writes it from one) must not read the pooled
+			// reader once another connection has it. The close above ends
+			// a read under way; the lock waits for it.
+			b.mu.Lock()
+			b.shut = true
+			b.mu.Unlock()
+		}
 		if c.br != nil {
 			c.br.Reset(nil)
 			readerPool.Put(c.br)
@@ -238,9 +255,21 @@ func (c *conn) kill() {
 		}
 		if c.state.CompareAndSwap(st, stateClosed) {
 			_ = c.rwc.Close()
+			if rc := c.cur.Load(); rc != nil {
+				rc.cancel()
+			}
 			return
 		}
 	}
+}
+
+// shutdownIfIdle is Shutdown's closeIfIdle: a connection that has not sent
+// its first byte yet is left newConnGrace to do so.
+func (c *conn) shutdownIfIdle(now int64) {
+	if !c.used.Load() && now-c.since.Load() < int64(newConnGrace) {
+		return
+	}
+	c.closeIfIdle()
 }
 
 // closeIfIdle closes the connection if it waits for a request.
@@ -322,7 +351,7 @@ func (c *conn) refuse(err error) {
 		c.linger = true // the rest of the head may still come
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isNetError(err):
 		// The client left, or the watch closed the connection.
-	case strings.Contains(err.Error(), "unsupported transfer encoding"):
+	case strings.Contains(err.Error(), "unsupported transfer encoding"), strings.Contains(err.Error(), "too many transfer encodings"):
 		// http.ReadRequest's error has no type of its own. The encoding is
 		// not echoed (net/http's caution against reflected content).
 		_, _ = fmt.Fprintf(c.rwc, "HTTP/1.1 501 Not Implemented%sUnsupported transfer encoding", errorHeaders)
@@ -355,6 +384,7 @@ func (c *conn) serveRequest(req *http.Request) bool {
 
 	if req.Body != nil && req.Body != http.NoBody {
 		rc.body = &reqBody{rc: req.Body, c: c, left: req.ContentLength}
+		c.body = rc.body
 		req.Body = rc.body
 		w.rb = rc.body
 	}
@@ -436,7 +466,10 @@ func (c *conn) gone() bool {
 		return false
 	}
 	gone := false
-	err := c.raw.Read(func(fd uintptr) bool {
+	// Control, not Read: Read would take the socket's read lock and wait
+	// behind a blocked read (the next request's, or a hijacker's), and the
+	// watch with it. A peek that does not wait needs no lock.
+	err := c.raw.Control(func(fd uintptr) {
 		var b [1]byte
 		for {
 			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
@@ -444,7 +477,7 @@ func (c *conn) gone() bool {
 				continue
 			}
 			gone = (n == 0 && err == nil) || (err != nil && err != syscall.EAGAIN)
-			return true
+			return
 		}
 	})
 	return err == nil && gone
@@ -456,10 +489,13 @@ type reqCtx struct {
 	c    *conn
 	body *reqBody // nil without a body
 
-	mu   sync.Mutex
-	done chan struct{} // made on the first Done
-	err  error
+	mu    sync.Mutex
+	done  chan struct{} // made on the first Done
+	err   error
+	after []*afterFunc // run when canceled
 }
+
+type afterFunc struct{ f func() }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
@@ -508,6 +544,36 @@ func (rc *reqCtx) cancel() {
 	if rc.done != nil {
 		close(rc.done)
 	}
+	for _, a := range rc.after {
+		go a.f()
+	}
+	rc.after = nil
+}
+
+// AfterFunc arranges for f to run in its own goroutine once the request's
+// context is canceled, as context.AfterFunc does. With it, a context
+// derived from this one (context.WithCancel, as net/http's Transport makes
+// per request) waits for it without a goroutine of its own.
+func (rc *reqCtx) AfterFunc(f func()) (stop func() bool) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	a := &afterFunc{f: f}
+	rc.after = append(rc.after, a)
+	return func() bool {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		for i, b := range rc.after {
+			if b == a {
+				rc.after = append(rc.after[:i], rc.after[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // bodyRead reports whether nothing more is to be read for the request: the
@@ -533,6 +599,13 @@ func (b *reqBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.shut {
+		if b.eof.Load() {
+			// Read to its end: a late reader (net/http's Transport reads
+			// again after the declared length, to check that nothing
+			// follows) finds the end, not an error that would fail its
+			// write and cost it the upstream connection.
+			return 0, io.EOF
+		}
 		return 0, http.ErrBodyReadAfterClose
 	}
 	if b.cont {
@@ -545,6 +618,8 @@ func (b *reqBody) Read(p []byte) (int, error) {
 	}
 	switch {
 	case err == io.EOF:
+		// net/http's body reader returns the EOF with a declared length's
+		// last bytes, so a body read to its length is marked read.
 		b.eof.Store(true)
 	case err != nil:
 		b.bad.Store(true)
@@ -563,8 +638,10 @@ func (c *conn) sendContinue() {
 	if !c.contPending.Load() {
 		return
 	}
-	c.contPending.Store(false)
+	// The flag clears after the write: until then the response's first
+	// write waits on contMu, so the 100 cannot land inside it.
 	_, _ = io.WriteString(c.rwc, "HTTP/1.1 100 Continue\r\n\r\n")
+	c.contPending.Store(false)
 }
 
 // unread reports whether the client may still be sending the body: it was

@@ -58,8 +58,7 @@ func (w *response) writeHead(auto bool, first []byte) {
 	hasTE := te != ""
 
 	if auto && !hasTrailers && !hasTE && allowed && w.length < 0 && (!isHEAD || len(w.held) > 0) {
-		w.length = int64(len(w.held))
-		extra = append(extra, "Content-Length: "+strconv.Itoa(len(w.held))+"\r\n")
+		w.length = int64(len(w.held)) // written below
 	}
 	hasCL := w.length >= 0
 
@@ -71,7 +70,7 @@ func (w *response) writeHead(auto bool, first []byte) {
 	} else if !is11 || req.Close {
 		w.closeAfter = true
 	}
-	if h.Get("Connection") == "close" || w.c.s.shutting.Load() {
+	if headerHasToken(h, "Connection", "close") || w.c.s.shutting.Load() {
 		w.closeAfter = true
 	}
 
@@ -106,6 +105,14 @@ func (w *response) writeHead(auto bool, first []byte) {
 		w.c.s.logger().Warn("both Transfer-Encoding and Content-Length from the handler; Content-Length ignored", "transfer_encoding", te)
 		drop("Content-Length")
 		w.length, hasCL = -1, false
+	}
+	if hasCL && allowed && !w.atWriteHeader {
+		// The head goes out after WriteHeader: a handler that kept the
+		// header map may have changed its Content-Length since. The body
+		// is framed by the length taken at WriteHeader (or settled just
+		// now), so that is the one sent.
+		drop("Content-Length")
+		extra = append(extra, "Content-Length: "+strconv.FormatInt(w.length, 10)+"\r\n")
 	}
 
 	switch {

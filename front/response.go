@@ -32,8 +32,11 @@ type response struct {
 	closeAfter  bool
 	hijacked    bool
 	fullDuplex  bool
-	trailers    []string // declared in the Trailer header
-	rb          *reqBody // the request's body, nil without one
+	// atWriteHeader is set when the head went out within WriteHeader, from
+	// the header map as it was parsed there.
+	atWriteHeader bool
+	trailers      []string // declared in the Trailer header
+	rb            *reqBody // the request's body, nil without one
 
 	held []byte // body held back before the head
 	bw   *bufio.Writer
@@ -91,6 +94,7 @@ func (w *response) WriteHeader(code int) {
 	}
 	if w.length >= 0 || !bodyAllowedForStatus(code) || w.isHEAD() {
 		if _, typed := w.header["Content-Type"]; typed || !bodyAllowedForStatus(code) || w.length == 0 || w.header.Get("Content-Encoding") != "" {
+			w.atWriteHeader = true
 			w.writeHead(false, nil)
 		}
 	}

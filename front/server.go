@@ -38,6 +38,9 @@ const (
 	// is read and dropped to keep the connection (net/http's 256 KiB);
 	// beyond it the connection is closed after the response.
 	maxDiscard = 256 << 10
+	// newConnGrace is how long Shutdown leaves a new connection to send its
+	// first request (net/http's 5 s): the client may have sent it already.
+	newConnGrace = 5 * time.Second
 	// readerSize is the size of a connection's read buffer.
 	readerSize = 4 << 10
 	// writerSize is the size of the pooled response buffers: a response
@@ -186,6 +189,9 @@ func (s *Server) trackConn(c *conn) bool {
 		s.now.Store(time.Now().UnixNano())
 		go s.watch()
 	}
+	// Stamped now that the clock is fresh: after a quiet spell it stood
+	// still, and a stale stamp would make a new connection look idle.
+	c.since.Store(s.clock())
 	return true
 }
 
@@ -243,8 +249,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeListeners()
 	for {
 		s.mu.Lock()
+		now := time.Now().UnixNano()
 		for c := range s.conns {
-			c.closeIfIdle()
+			c.shutdownIfIdle(now)
 		}
 		if s.quietLocked() {
 			s.mu.Unlock()
