@@ -379,11 +379,17 @@ func (c *conn) answer(code int, why string) {
 // serveRequest runs the handler for req and finishes its response. It
 // reports whether the connection may carry another request.
 func (c *conn) serveRequest(req *http.Request) bool {
-	rc := &reqCtx{c: c}
-	w := &response{c: c, req: req, header: make(http.Header), status: 0, length: -1}
+	// One allocation for the request's context, body and response: they
+	// live as long as each other (a goroutine the handler left may hold
+	// the body or the context after it returned, so nothing is reused).
+	x := &perRequest{}
+	rc, w := &x.ctx, &x.w
+	rc.c = c
+	*w = response{c: c, req: req, header: make(http.Header), length: -1}
 
 	if req.Body != nil && req.Body != http.NoBody {
-		rc.body = &reqBody{rc: req.Body, c: c, left: req.ContentLength}
+		x.body = reqBody{rc: req.Body, c: c, left: req.ContentLength}
+		rc.body = &x.body
 		c.body = rc.body
 		req.Body = rc.body
 		w.rb = rc.body
@@ -457,6 +463,13 @@ func hasToken(v, token string) bool {
 }
 
 func isTokenBoundary(b byte) bool { return b == ' ' || b == ',' || b == '\t' }
+
+// perRequest is what one request needs besides the request itself.
+type perRequest struct {
+	ctx  reqCtx
+	body reqBody
+	w    response
+}
 
 // gone peeks at the socket without blocking: true when the client closed
 // its side or the connection broke. Data (a pipelined request) or nothing

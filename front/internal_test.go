@@ -155,3 +155,31 @@ func TestFinishedBodyReadsEndAfterTheRequest(t *testing.T) {
 	require.Equal(t, 0, n)
 	require.ErrorIs(t, err, io.EOF)
 }
+
+// SwapHeader hands the response a whole header map before WriteHeader, and
+// changes nothing after it.
+func TestSwapHeaderBeforeWriteHeaderOnly(t *testing.T) {
+	type swapped struct{ before, after http.Header }
+	got := make(chan swapped, 1)
+	_, addr := startInternal(t, func(w http.ResponseWriter, r *http.Request) {
+		sw := w.(interface{ SwapHeader(http.Header) http.Header })
+		before := sw.SwapHeader(http.Header{"X-Swapped": {"yes"}, "Content-Type": {"text/plain"}})
+		w.WriteHeader(http.StatusOK)
+		after := sw.SwapHeader(http.Header{"X-Late": {"no"}})
+		got <- swapped{before, after}
+		_, _ = io.WriteString(w, "ok")
+	})
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	raw, err := io.ReadAll(c)
+	require.NoError(t, err)
+	s := <-got
+	require.NotNil(t, s.before, "the map the response had")
+	require.Nil(t, s.after, "no swap after WriteHeader")
+	require.Contains(t, string(raw), "X-Swapped: yes\r\n")
+	require.NotContains(t, string(raw), "X-Late")
+}

@@ -63,6 +63,19 @@ func (w *response) Header() http.Header {
 	return w.header
 }
 
+// SwapHeader makes h the response's header map and returns the map it had,
+// so that a handler holding a whole header built elsewhere (the proxy, the
+// upstream's response header) hands it over instead of copying it field by
+// field. After WriteHeader it changes nothing and returns nil.
+func (w *response) SwapHeader(h http.Header) http.Header {
+	if w.wroteHeader || w.hijacked || h == nil {
+		return nil
+	}
+	old := w.header
+	w.header = h
+	return old
+}
+
 func (w *response) isHEAD() bool { return w.req.Method == http.MethodHead }
 
 func (w *response) WriteHeader(code int) {

@@ -412,6 +412,9 @@ func (p *Proxy) moveHeader(res *http.Response) error {
 	if ex == nil {
 		return nil
 	}
+	if sw, ok := ex.ResponseWriter.(headerSwapper); ok && swapHeader(sw, res) {
+		return nil
+	}
 	dst := ex.ResponseWriter.Header()
 	for k, vv := range res.Header {
 		if k == "Content-Type" && len(vv) == 1 && isEventStream(vv[0]) {
@@ -421,6 +424,43 @@ func (p *Proxy) moveHeader(res *http.Response) error {
 		delete(res.Header, k)
 	}
 	return nil
+}
+
+// headerSwapper is a ResponseWriter that takes a whole header map in place
+// of its own (front's does).
+type headerSwapper interface {
+	SwapHeader(http.Header) http.Header
+}
+
+// swapHeader is moveHeader by swapping maps: the upstream's header becomes
+// the client response's, fields the response had already and the upstream
+// did not send stay, and res keeps the (emptied) map the response had, with
+// an event stream's Content-Type left in it as moveHeader leaves it.
+func swapHeader(sw headerSwapper, res *http.Response) bool {
+	up := res.Header
+	ct, stream := up["Content-Type"]
+	stream = stream && len(ct) == 1 && isEventStream(ct[0])
+	if stream {
+		delete(up, "Content-Type")
+	}
+	old := sw.SwapHeader(up)
+	if old == nil {
+		if stream {
+			up["Content-Type"] = ct
+		}
+		return false
+	}
+	for k, vv := range old {
+		if _, sent := up[k]; !sent {
+			up[k] = vv
+		}
+	}
+	clear(old)
+	if stream {
+		old["Content-Type"] = ct
+	}
+	res.Header = old
+	return true
 }
 
 func isEventStream(ct string) bool {
