@@ -5,7 +5,7 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
 RESULTS=${RESULTS:-$BENCH_DIR/results}
 
-# Fixed high loopback ports: PORT_BASE (18300) and the next 12. Two scripts
+# Fixed high loopback ports: PORT_BASE (18300) and the next 14. Two scripts
 # running at once on one machine need different bases.
 PORT_BASE=${PORT_BASE:-18300}
 PORT_UPSTREAM=$PORT_BASE
@@ -21,6 +21,8 @@ PORT_SIDECAR_D=$((PORT_BASE + 9))
 PORT_ADMIN_D=$((PORT_BASE + 10))
 PORT_SIDECAR_B=$((PORT_BASE + 11))
 PORT_ADMIN_B=$((PORT_BASE + 12))
+PORT_SIDECAR_E=$((PORT_BASE + 13))
+PORT_ADMIN_E=$((PORT_BASE + 14))
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/oceanhooks-bench.XXXXXX")
 BIN=$WORK/bin

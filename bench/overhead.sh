@@ -7,6 +7,8 @@
 #   untapped      through oceanhooks, an endpoint it never taps (notes/timeline)
 #   untapped-stdlib  the same through oceanhooks with proxy.transport: stdlib
 #                 (net/http's Transport instead of the proxy's own)
+#   untapped-stdserver  the same through oceanhooks with proxy.server: stdlib
+#                 (net/http's server instead of package front)
 #   untapped-base the same through oceanhooks built from git revision BASE,
 #                 when BASE is set (a before/after in one run)
 #   direct-notes  notes/create, direct to the fake upstream
@@ -23,7 +25,8 @@
 #
 # Environment: ROUNDS (3), DURATION (5, seconds per run), CONNS (64),
 # RATE (1000 requests/s), LOW_RATE (250 requests/s), BASE (unset: a git
-# revision to build and measure beside the working tree), PIN (1: load
+# revision to build and measure beside the working tree), ONLY (unset: a
+# space-separated subset of the configurations to run), PIN (1: load
 # generator and receiver on the first half of the CPUs, everything under test
 # on the other half; 0: no pinning).
 set -euo pipefail
@@ -100,6 +103,8 @@ sidecar_config "$WORK/b.yaml" "$PORT_SIDECAR_B" "$PORT_ADMIN_B" "$WORK/data-b"
 sidecar_config "$WORK/c.yaml" "$PORT_SIDECAR_C" "$PORT_ADMIN_C" "$WORK/data-c" "proxy:
   transport: stdlib"
 sidecar_config "$WORK/d.yaml" "$PORT_SIDECAR_D" "$PORT_ADMIN_D" "$WORK/data-d"
+sidecar_config "$WORK/e.yaml" "$PORT_SIDECAR_E" "$PORT_ADMIN_E" "$WORK/data-e" "proxy:
+  server: stdlib"
 
 start receiver "${ON_LOAD[@]}" "$BIN/receiver" -listen "127.0.0.1:$PORT_RECEIVER"
 start upstream "${ON_SUT[@]}" "$BIN/upstream" -listen "127.0.0.1:$PORT_UPSTREAM"
@@ -108,7 +113,8 @@ start nginx "${ON_SUT[@]}" "$(nginx_bin)" -p "$WORK/nginx" -c "$WORK/nginx/nginx
 start sidecar-a "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/a.yaml"
 start sidecar-b "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/b.yaml"
 start sidecar-c "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/c.yaml"
-ports=("$PORT_RECEIVER" "$PORT_UPSTREAM" "$PORT_NGINX" "$PORT_STOCK" "$PORT_SIDECAR" "$PORT_SIDECAR_B" "$PORT_SIDECAR_C")
+start sidecar-e "${ON_SUT[@]}" "$BIN/oceanhooks" serve --config "$WORK/e.yaml"
+ports=("$PORT_RECEIVER" "$PORT_UPSTREAM" "$PORT_NGINX" "$PORT_STOCK" "$PORT_SIDECAR" "$PORT_SIDECAR_B" "$PORT_SIDECAR_C" "$PORT_SIDECAR_E")
 if [[ -n $BASE ]]; then
 	start sidecar-d "${ON_SUT[@]}" "$BIN/oceanhooks-base" serve --config "$WORK/d.yaml"
 	ports+=("$PORT_SIDECAR_D")
@@ -127,15 +133,21 @@ URL[nginx]=http://127.0.0.1:$PORT_NGINX$TIMELINE
 URL[go-stock]=http://127.0.0.1:$PORT_STOCK$TIMELINE
 URL[untapped]=http://127.0.0.1:$PORT_SIDECAR$TIMELINE
 URL[untapped-stdlib]=http://127.0.0.1:$PORT_SIDECAR_C$TIMELINE
+URL[untapped-stdserver]=http://127.0.0.1:$PORT_SIDECAR_E$TIMELINE
 URL[untapped-base]=http://127.0.0.1:$PORT_SIDECAR_D$TIMELINE
 URL[direct-notes]=http://127.0.0.1:$PORT_UPSTREAM$CREATE
 URL[notes-0]=http://127.0.0.1:$PORT_SIDECAR$CREATE
 URL[notes-3000]=http://127.0.0.1:$PORT_SIDECAR_B$CREATE
-for c in direct nginx go-stock untapped untapped-stdlib untapped-base; do BODY[$c]='{"limit":10}' TOKENS[$c]=1; done
+for c in direct nginx go-stock untapped untapped-stdlib untapped-stdserver untapped-base; do BODY[$c]='{"limit":10}' TOKENS[$c]=1; done
 for c in direct-notes notes-0 notes-3000; do BODY[$c]='{"text":"hello from the benchmark"}' TOKENS[$c]=1000; done
-CONFIGS=(direct nginx go-stock untapped untapped-stdlib)
+CONFIGS=(direct nginx go-stock untapped untapped-stdlib untapped-stdserver)
 if [[ -n $BASE ]]; then CONFIGS+=(untapped-base); fi
 CONFIGS+=(direct-notes notes-0 notes-3000)
+if [[ -n ${ONLY:-} ]]; then
+	read -r -a CONFIGS <<<"$ONLY"
+fi
+LOW=(direct-notes notes-3000)
+if [[ -n ${ONLY:-} ]]; then LOW=(); fi
 
 OUTJ=$WORK/overhead.jsonl
 : >"$OUTJ"
@@ -182,7 +194,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		echo "{\"round\":$r,${line#\{}" >>"$OUTJ"
 		after "$c"
 	done
-	for c in direct-notes notes-3000; do
+	for c in "${LOW[@]}"; do
 		line=$(load_run "$c" "$DURATION" "$LOW_RATE")
 		log "round $r low    $line"
 		echo "{\"round\":$r,${line#\{}" >>"$OUTJ"

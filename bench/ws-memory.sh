@@ -5,6 +5,8 @@
 #   oceanhooks    the sidecar as shipped (proxy.transport: lean)
 #   stdlib        the sidecar with proxy.transport: stdlib (net/http's
 #                 transport, ReverseProxy's own copy loops)
+#   stdserver     the sidecar with proxy.server: stdlib (net/http's server
+#                 in front instead of package front)
 #   base          the sidecar built from git revision BASE, when BASE is set
 # to the fake upstream's /streaming, which echoes. Each connection sends one
 # message and gets it back, then stays open and idle. For each proxy, a fresh
@@ -80,6 +82,8 @@ EOF
 sidecar_config "$WORK/lean.yaml" "$PORT_SIDECAR" "$PORT_ADMIN" "$WORK/data-lean"
 sidecar_config "$WORK/stdlib.yaml" "$PORT_SIDECAR" "$PORT_ADMIN" "$WORK/data-stdlib" "proxy:
   transport: stdlib"
+sidecar_config "$WORK/stdserver.yaml" "$PORT_SIDECAR" "$PORT_ADMIN" "$WORK/data-stdserver" "proxy:
+  server: stdlib"
 sidecar_config "$WORK/base.yaml" "$PORT_SIDECAR" "$PORT_ADMIN" "$WORK/data-base"
 
 start upstream "${ON_SUT[@]}" "$BIN/upstream" -listen "127.0.0.1:$PORT_UPSTREAM"
@@ -115,7 +119,7 @@ worker=$(pgrep -P "$(pid_of nginx)" | head -n 1)
 measure nginx "$worker" "$PORT_NGINX"
 stop nginx
 
-sidecars=(lean stdlib)
+sidecars=(lean stdlib stdserver)
 if [[ -n $BASE ]]; then sidecars+=(base); fi
 for t in "${sidecars[@]}"; do
 	bin=$BIN/oceanhooks

@@ -36,12 +36,12 @@ type run struct {
 }
 
 func main() {
-	order := flag.String("order", "direct,nginx,go-stock,untapped,untapped-stdlib,untapped-base,direct-notes,notes-0,notes-3000", "configurations in table order")
-	bases := flag.String("base", "nginx=direct,go-stock=direct,untapped=direct,untapped-stdlib=direct,untapped-base=direct,notes-0=direct-notes,notes-3000=direct-notes",
+	order := flag.String("order", "direct,nginx,go-stock,untapped,untapped-stdlib,untapped-stdserver,untapped-base,direct-notes,notes-0,notes-3000", "configurations in table order")
+	bases := flag.String("base", "nginx=direct,go-stock=direct,untapped=direct,untapped-stdlib=direct,untapped-stdserver=direct,untapped-base=direct,notes-0=direct-notes,notes-3000=direct-notes",
 		"configuration=baseline pairs for the ratio columns")
-	ratios := flag.String("ratios", "untapped/nginx,untapped-stdlib/nginx,untapped-base/nginx,go-stock/nginx,untapped/untapped-stdlib,untapped/untapped-base,untapped/go-stock,notes-3000/untapped,notes-0/untapped",
+	ratios := flag.String("ratios", "untapped/nginx,untapped-stdlib/nginx,untapped-stdserver/nginx,untapped-base/nginx,go-stock/nginx,untapped/untapped-stdlib,untapped/untapped-stdserver,untapped/untapped-base,untapped/go-stock,notes-3000/untapped,notes-0/untapped",
 		"a/b pairs whose closed-loop throughput ratio is listed")
-	p99s := flag.String("p99", "untapped/nginx,untapped-stdlib/nginx,untapped-base/nginx,go-stock/nginx",
+	p99s := flag.String("p99", "untapped/nginx,untapped-stdlib/nginx,untapped-stdserver/nginx,untapped-base/nginx,go-stock/nginx",
 		"a/b pairs whose fixed-rate p99 difference is listed")
 	flag.Parse()
 	in := io.Reader(os.Stdin)
