@@ -9,9 +9,10 @@
 # and the fake upstream share them) for PERF_SECONDS in the middle of each
 # run. For each process on those CPUs: its share of the samples, split into
 # kernel and user space, turned into microseconds per request with the
-# requests/s wrk measured in the same run. The system calls the proxies make
-# are the same (two reads, two writes a request); what differs is the work
-# around them.
+# requests/s wrk measured in the same run, and the context switches on those
+# CPUs per request (perf stat, same window). The system calls the proxies
+# make are the same (two reads, two writes a request); what differs is the
+# work around them.
 #
 # Needs perf (linux-perf) and permission to use it (root, or
 # kernel.perf_event_paranoid ≤ 0 with -a).
@@ -82,8 +83,8 @@ OUT=$WORK/cpusplit.md
 	echo
 	echo "CPUs sampled: $SUT_CPUS (the proxy and the fake upstream); wrk on $LOAD_CPUS."
 	echo
-	echo "| proxy | req/s | proxy kernel µs/req | proxy user µs/req | proxy total µs/req | upstream µs/req |"
-	echo "|---|---:|---:|---:|---:|---:|"
+	echo "| proxy | req/s | proxy kernel µs/req | proxy user µs/req | proxy total µs/req | upstream µs/req | context switches/req |"
+	echo "|---|---:|---:|---:|---:|---:|---:|"
 } >"$OUT"
 
 for name in nginx untapped stdserver; do
@@ -93,15 +94,19 @@ for name in nginx untapped stdserver; do
 		"${ON_LOAD[@]}" wrk -t1 -c"$CONNS" -d"$DURATION"s -s "$BENCH_DIR/wrk.lua" "$url" >"$WORK/wrk-$name.txt" &
 	wrk_pid=$!
 	sleep $(((DURATION - PERF_SECONDS) / 2))
+	perf stat -x, -C "$SUT_CPUS" -e context-switches -o "$WORK/cs-$name.csv" -- sleep "$PERF_SECONDS" >/dev/null 2>&1 &
+	stat_pid=$!
 	perf record -q -C "$SUT_CPUS" -o "$WORK/perf-$name.data" -- sleep "$PERF_SECONDS" >/dev/null 2>&1
+	wait "$stat_pid"
 	wait "$wrk_pid"
+	cs=$(awk -F, '$3 == "context-switches" { print $1 }' "$WORK/cs-$name.csv")
 	rps=$(tail -n 1 "$WORK/wrk-$name.txt" | sed -E 's/.*"rps":([0-9.]+).*/\1/')
 	log "$name: $rps req/s"
 	# Samples by command and by kernel or user space; cpu-clock samples are
 	# time, so a share of the sampled CPUs' time over the requests served
 	# in it is CPU time per request.
 	perf report -i "$WORK/perf-$name.data" --sort comm,dso --stdio 2>/dev/null |
-		awk -v comm="${COMM[$name]}" -v rps="$rps" -v ncpu="$(cpuset_size "$SUT_CPUS")" -v name="$name" '
+		awk -v comm="${COMM[$name]}" -v rps="$rps" -v ncpu="$(cpuset_size "$SUT_CPUS")" -v name="$name" -v cs="${cs:-0}" -v secs="$PERF_SECONDS" '
 			/^#/ || NF < 3 { next }
 			{
 				pct = $1; sub(/%/, "", pct); c = $2; dso = $3
@@ -109,7 +114,7 @@ for name in nginx untapped stdserver; do
 				if (c == comm) { if (dso ~ /kernel/) pk += us; else pu += us }
 				else if (c == "upstream") up += us
 			}
-			END { printf "| %s | %.0f | %.1f | %.1f | %.1f | %.1f |\n", name, rps, pk, pu, pk + pu, up }
+			END { printf "| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %.2f |\n", name, rps, pk, pu, pk + pu, up, cs / secs / rps }
 		' >>"$OUT"
 done
 {
