@@ -32,37 +32,7 @@ command -v perf >/dev/null || die "perf is required (apt-get install linux-perf)
 need
 build
 
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes $(cpuset_size "$SUT_CPUS");
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  upstream ocean {
-    server 127.0.0.1:$PORT_UPSTREAM;
-    keepalive 256;
-  }
-  server {
-    listen 127.0.0.1:$PORT_NGINX;
-    location / {
-      proxy_pass http://ocean;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
-    }
-  }
-}
-EOF
+nginx_keepalive_conf "$(cpuset_size "$SUT_CPUS")"
 sidecar_config "$WORK/lean.yaml" "$PORT_SIDECAR" "$PORT_ADMIN" "$WORK/data-lean"
 sidecar_config "$WORK/stdserver.yaml" "$PORT_SIDECAR_E" "$PORT_ADMIN_E" "$WORK/data-stdserver" "proxy:
   server: stdlib"

@@ -74,6 +74,44 @@ need() {
 
 nginx_bin() { command -v nginx || echo /usr/sbin/nginx; }
 
+# nginx_keepalive_conf WORKERS writes $WORK/nginx/nginx.conf: nginx as a
+# plain reverse proxy on PORT_NGINX to the upstream, with keep-alive
+# connections to it (a pool of 256), the forwarding headers, and no access
+# log, as an operator would run it in front of Ocean.
+nginx_keepalive_conf() {
+	mkdir -p "$WORK/nginx"
+	cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes $1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  upstream ocean {
+    server 127.0.0.1:$PORT_UPSTREAM;
+    keepalive 256;
+  }
+  server {
+    listen 127.0.0.1:$PORT_NGINX;
+    location / {
+      proxy_pass http://ocean;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
+}
+EOF
+}
+
 # build compiles the sidecar and every bench program into $BIN.
 build() {
 	log "building into $BIN"
