@@ -345,6 +345,7 @@ func TestValidate(t *testing.T) {
 		{"too many quick retries", func(c *Config) { c.Delivery.QuickRetries = 11 }, "delivery.quickRetries", "at most 10"},
 		{"no idle conns", func(c *Config) { c.Proxy.MaxIdleConnsPerHost = 0 }, "proxy.maxIdleConnsPerHost", "at least 1"},
 		{"unknown proxy transport", func(c *Config) { c.Proxy.Transport = "h2" }, "proxy.transport", "lean or stdlib"},
+		{"unknown proxy server", func(c *Config) { c.Proxy.Server = "h2c" }, "proxy.server", "lean or stdlib"},
 		{"trusted proxy not a CIDR", func(c *Config) { c.Proxy.TrustedProxies = []string{"nginx"} }, "proxy.trustedProxies", `"nginx"`},
 		{"zero observe timeout", func(c *Config) { c.Proxy.ObserveTimeout = 0 }, "proxy.observeTimeout", "positive duration"},
 		{"observe timeout below read timeout", func(c *Config) { c.Proxy.ObserveTimeout = Duration(time.Second) }, "proxy.observeTimeout", "at least events.readTimeout"},

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/oceanhooks/oceanhooks/config"
+	"github.com/oceanhooks/oceanhooks/front"
 	"github.com/oceanhooks/oceanhooks/internal/oceantest"
 )
 
@@ -221,14 +222,34 @@ func TestMetricsHaveEveryPart(t *testing.T) {
 	}
 }
 
-func TestProxyForwardsAndStopsCleanly(t *testing.T) {
+// proxyServers are the values of proxy.server: the listener's behaviour
+// below holds on both.
+var proxyServers = []string{"lean", "stdlib"}
+
+// onServer runs test once per proxy.server value.
+func onServer(t *testing.T, test func(t *testing.T, server string)) {
+	for _, srv := range proxyServers {
+		t.Run(srv, func(t *testing.T) { test(t, srv) })
+	}
+}
+
+func TestProxyForwardsAndStopsCleanly(t *testing.T) { onServer(t, proxyForwardsAndStopsCleanly) }
+
+func proxyForwardsAndStopsCleanly(t *testing.T, server string) {
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Upstream", "ocean")
 		w.WriteHeader(http.StatusTeapot)
 		_, _ = io.WriteString(w, "from ocean "+r.URL.Path)
 	}))
 	t.Cleanup(upstream.Close)
-	r := start(t, testConfig(t, upstream.URL))
+	cfg := testConfig(t, upstream.URL)
+	cfg.Proxy.Server = server
+	r := start(t, cfg)
+	if server == "stdlib" {
+		assert.IsType(t, &http.Server{}, r.main, "proxy.server: stdlib serves on net/http's server")
+	} else {
+		assert.IsType(t, &front.Server{}, r.main, "proxy.server: lean serves on front's")
+	}
 
 	resp, err := http.Get(r.proxyURL() + "/about")
 	require.NoError(t, err)
@@ -251,6 +272,10 @@ func TestProxyForwardsAndStopsCleanly(t *testing.T) {
 // context ends completes with the upstream's answer; meanwhile /readyz says
 // the server is shutting down; then Run returns nil.
 func TestShutdownLetsInFlightRequestsFinish(t *testing.T) {
+	onServer(t, shutdownLetsInFlightRequestsFinish)
+}
+
+func shutdownLetsInFlightRequestsFinish(t *testing.T, server string) {
 	arrived := make(chan struct{})
 	release := make(chan struct{})
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -259,7 +284,9 @@ func TestShutdownLetsInFlightRequestsFinish(t *testing.T) {
 		_, _ = io.WriteString(w, "slow answer")
 	}))
 	t.Cleanup(upstream.Close)
-	r := start(t, testConfig(t, upstream.URL))
+	cfg := testConfig(t, upstream.URL)
+	cfg.Proxy.Server = server
+	r := start(t, cfg)
 
 	type result struct {
 		status int
@@ -305,7 +332,9 @@ func TestShutdownLetsInFlightRequestsFinish(t *testing.T) {
 
 // TestShutdownGraceEnds: a request that outlasts the grace period does not
 // hold the process: its connection is closed and Run returns.
-func TestShutdownGraceEnds(t *testing.T) {
+func TestShutdownGraceEnds(t *testing.T) { onServer(t, shutdownGraceEnds) }
+
+func shutdownGraceEnds(t *testing.T, server string) {
 	arrived := make(chan struct{})
 	release := make(chan struct{})
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -318,6 +347,7 @@ func TestShutdownGraceEnds(t *testing.T) {
 	t.Cleanup(func() { close(release); upstream.Close() })
 	cfg := testConfig(t, upstream.URL)
 	cfg.ShutdownGrace = config.Duration(100 * time.Millisecond)
+	cfg.Proxy.Server = server
 	r := start(t, cfg)
 
 	clientErr := make(chan error, 1)
