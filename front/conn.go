@@ -606,13 +606,16 @@ type reqBody struct {
 	eof  atomic.Bool
 	bad  atomic.Bool // a read failed: what follows on the wire is not a request
 	shut bool        // the request ended: no more reads
+	// dropped is set when settle read the rest and threw it away: a reader
+	// left behind did not get it, so its next read is no end but an error.
+	dropped bool
 }
 
 func (b *reqBody) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.shut {
-		if b.eof.Load() {
+		if b.eof.Load() && !b.dropped {
 			// Read to its end: a late reader (net/http's Transport reads
 			// again after the declared length, to check that nothing
 			// follows) finds the end, not an error that would fail its
@@ -688,6 +691,7 @@ func (b *reqBody) settle() bool {
 		// (no 100 Continue sent) may or may not come.
 		return false
 	}
+	b.dropped = true
 	_, err := io.CopyN(io.Discard, b.rc, maxDiscard+1)
 	if err == io.EOF {
 		b.eof.Store(true)
