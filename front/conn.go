@@ -418,6 +418,11 @@ func (c *conn) serveRequest(req *http.Request) bool {
 		req.RemoteAddr = c.remote
 		w.req = req
 		c.cur.Store(rc)
+		if c.state.Load() == stateClosed {
+			// Close (kill) came after the move to active but found no
+			// request to cancel yet.
+			rc.cancel()
+		}
 		c.s.Handler.ServeHTTP(w, req)
 		c.cur.Store(nil)
 	}

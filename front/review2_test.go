@@ -2,8 +2,11 @@ package front
 
 import (
 	"bufio"
+	"context"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -49,4 +52,21 @@ func TestReviewDroppedBodyDoesNotReadAsEnded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Close between a request's move to active and its registration as the
+// request in flight (kill finds no context to cancel) must still leave the
+// handler a canceled context: its connection is gone.
+func TestReviewCloseBeforeTheHandlerCancels(t *testing.T) {
+	got := make(chan error, 1)
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- r.Context().Err() })}
+	a, b := net.Pipe()
+	t.Cleanup(func() { _ = b.Close() })
+	c := s.newConn(a)
+	c.state.Store(stateActive)
+	c.kill() // Close, with the request not registered yet
+	req, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET / HTTP/1.1\r\nHost: x\r\n\r\n")))
+	require.NoError(t, err)
+	c.serveRequest(req)
+	require.ErrorIs(t, <-got, context.Canceled)
 }
