@@ -569,9 +569,10 @@ func (rc *reqCtx) cancel() {
 }
 
 // AfterFunc arranges for f to run in its own goroutine once the request's
-// context is canceled, as context.AfterFunc does. With it, a context
-// derived from this one (context.WithCancel, as net/http's Transport makes
-// per request) waits for it without a goroutine of its own.
+// context is canceled, as context.AfterFunc does. With it, a context a
+// handler derives straight from this one (context.WithCancel) waits for it
+// without a goroutine of its own. One derived through a value context does
+// not see it: the context package looks only at the direct parent.
 func (rc *reqCtx) AfterFunc(f func()) (stop func() bool) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()

@@ -42,13 +42,6 @@ func (ex *exchange) Value(key any) any {
 	return ex.Context.Value(key)
 }
 
-// AfterFunc passes context.AfterFunc through to the client request's
-// context, so that a context derived from the exchange (net/http's
-// Transport derives one per request) is canceled with it without a
-// goroutine of its own, when that context allows it (net/http's and
-// front's do).
-func (ex *exchange) AfterFunc(f func()) (stop func() bool) { return context.AfterFunc(ex.Context, f) }
-
 // watchBody puts ex's body watch between r's body and the transport.
 func (ex *exchange) watchBody(r *http.Request) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
