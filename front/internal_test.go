@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,4 +183,30 @@ func TestSwapHeaderBeforeWriteHeaderOnly(t *testing.T) {
 	require.Nil(t, s.after, "no swap after WriteHeader")
 	require.Contains(t, string(raw), "X-Swapped: yes\r\n")
 	require.NotContains(t, string(raw), "X-Late")
+}
+
+// A status set before a hijack goes out before what the hijacker writes,
+// as with net/http, even when the head was still held back.
+func TestHijackAfterWriteHeaderSendsTheHead(t *testing.T) {
+	_, addr := startInternal(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted) // no length, no type: the head waits
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = rw.WriteString("RAW")
+		_ = rw.Flush()
+	})
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	raw, err := io.ReadAll(c)
+	require.NoError(t, err)
+	got := string(raw)
+	require.True(t, strings.HasPrefix(got, "HTTP/1.1 202 Accepted\r\n"), "the head first: %q", got)
+	require.True(t, strings.HasSuffix(got, "\r\n\r\nRAW"), "then the hijacker's bytes: %q", got)
 }

@@ -228,6 +228,13 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
 	}
+	if w.wroteHeader && !w.headOut {
+		// As net/http: a status set before the hijack goes out first.
+		w.writeHead(false, nil)
+		if err := w.releaseHeld(); err != nil {
+			return nil, nil, err
+		}
+	}
 	bw := w.writer()
 	if err := bw.Flush(); err != nil {
 		return nil, nil, err
