@@ -3,7 +3,6 @@ package front
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,23 +11,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// startInternal serves h on a loopback listener with a Server the test can
-// look inside.
+// startInternal serves h with a Server the test can look inside.
 func startInternal(t *testing.T, h http.HandlerFunc) (*Server, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	s := &Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = s.Close()
-		<-done
-	})
-	return s, ln.Addr().String()
+	return reviewFront(t, &Server{Handler: h, ReadHeaderTimeout: 10 * time.Second})
 }
 
 // A connection that has not sent its first request when Shutdown begins is
@@ -38,9 +24,7 @@ func TestShutdownLetsANewConnectionSendItsRequest(t *testing.T) {
 	s, addr := startInternal(t, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "served")
 	})
-	c, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	defer c.Close()
+	c := reviewDial(t, addr)
 	require.Eventually(t, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -56,7 +40,7 @@ func TestShutdownLetsANewConnectionSendItsRequest(t *testing.T) {
 		return s.idleWake != nil
 	}, 10*time.Second, time.Millisecond, "Shutdown waits")
 
-	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	require.NoError(t, err)
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
 	got, err := io.ReadAll(c)
@@ -89,10 +73,9 @@ func TestClientGoneAfterABodyReadToItsLength(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 	})
-	c, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
+	c := reviewDial(t, addr)
 	body := `{"limit":10}`
-	_, err = io.WriteString(c, "POST /api/notes/timeline HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n"+body)
+	_, err := io.WriteString(c, "POST /api/notes/timeline HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n"+body)
 	require.NoError(t, err)
 	select {
 	case <-read:
@@ -142,10 +125,8 @@ func TestFinishedBodyReadsEndAfterTheRequest(t *testing.T) {
 		bodies <- r.Body
 		_, _ = io.WriteString(w, "ok")
 	})
-	c, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+	c := reviewDial(t, addr)
+	_, err := io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
 	require.NoError(t, err)
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
 	buf := make([]byte, 512)
@@ -170,10 +151,8 @@ func TestSwapHeaderBeforeWriteHeaderOnly(t *testing.T) {
 		got <- swapped{before, after}
 		_, _ = io.WriteString(w, "ok")
 	})
-	c, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	c := reviewDial(t, addr)
+	_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	require.NoError(t, err)
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
 	raw, err := io.ReadAll(c)
@@ -198,10 +177,8 @@ func TestHijackAfterWriteHeaderSendsTheHead(t *testing.T) {
 		_, _ = rw.WriteString("RAW")
 		_ = rw.Flush()
 	})
-	c, err := net.Dial("tcp", addr)
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c := reviewDial(t, addr)
+	_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	require.NoError(t, err)
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
 	raw, err := io.ReadAll(c)
