@@ -5,6 +5,7 @@
 # overhead.sh, wrk closed-loop on
 #   untapped    notes/timeline (never tapped)
 #   untapped-stdlib  the same with proxy.transport: stdlib (net/http's Transport)
+#   untapped-stdserver  the same with proxy.server: stdlib (net/http's server)
 #   untapped-base    the same on bench/cmd/sidecar built from git revision
 #               BASE, when BASE is set (the profile before a change)
 #   notes-0     notes/create before any hook exists
@@ -78,6 +79,9 @@ fi
 with_sidecar stdlib "$BIN/sidecar" "proxy:
   transport: stdlib"
 profile untapped-stdlib /api/notes/timeline '{"limit":10}' 1
+with_sidecar stdserver "$BIN/sidecar" "proxy:
+  server: stdlib"
+profile untapped-stdserver /api/notes/timeline '{"limit":10}' 1
 with_sidecar b "$BIN/sidecar"
 profile untapped /api/notes/timeline '{"limit":10}' 1
 profile notes-0 /api/notes/create '{"text":"hello from the benchmark"}' 1000
