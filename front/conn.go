@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/oceanhooks/oceanhooks/internal/sockpeek"
 )
 
 // States of a connection. The connection's goroutine moves it along
@@ -483,22 +485,12 @@ func (c *conn) gone() bool {
 	if c.raw == nil {
 		return false
 	}
-	gone := false
 	// Control, not Read: Read would take the socket's read lock and wait
 	// behind a blocked read (the next request's, or a hijacker's), and the
 	// watch with it. A peek that does not wait needs no lock.
-	err := c.raw.Control(func(fd uintptr) {
-		var b [1]byte
-		for {
-			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			if err == syscall.EINTR {
-				continue
-			}
-			gone = (n == 0 && err == nil) || (err != nil && err != syscall.EAGAIN)
-			return
-		}
-	})
-	return err == nil && gone
+	st := sockpeek.Unknown
+	err := c.raw.Control(func(fd uintptr) { st = sockpeek.Peek(fd) })
+	return err == nil && st == sockpeek.Closed
 }
 
 // reqCtx is a request's context: canceled when the client went away, a

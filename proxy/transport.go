@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/oceanhooks/oceanhooks/internal/sockpeek"
 )
 
 // transport is the proxy's own http.RoundTripper to Ocean: HTTP/1.1 over a
@@ -286,6 +288,22 @@ func (t *transport) watchLoop() {
 		}
 		clear(conns)
 	}
+}
+
+// alive reports whether an idle connection can carry a request: the
+// upstream has neither closed it nor sent anything unasked. It costs one
+// non-blocking peek at the socket; where there is none to peek at, a dead
+// connection shows when it is used (and an idempotent request is then sent
+// again).
+func (c *upConn) alive() bool {
+	if c.raw == nil {
+		return true
+	}
+	st := sockpeek.Unknown
+	if err := c.raw.Read(func(fd uintptr) bool { st = sockpeek.Peek(fd); return true }); err != nil {
+		return false
+	}
+	return st == sockpeek.Quiet || st == sockpeek.Unknown
 }
 
 func (c *upConn) close() {
