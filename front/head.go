@@ -48,7 +48,7 @@ func (w *response) writeHead(auto bool, first []byte) {
 	}
 	for _, v := range h["Trailer"] {
 		for f := range strings.SplitSeq(v, ",") {
-			if f = textprotoTrim(f); f != "" {
+			if f = textproto.TrimString(f); f != "" {
 				hasTrailers = true
 				w.trailers = append(w.trailers, http.CanonicalHeaderKey(f))
 			}
@@ -63,7 +63,7 @@ func (w *response) writeHead(auto bool, first []byte) {
 	}
 	hasCL := w.length >= 0
 
-	wants10KeepAlive := !is11 && headerHasToken(req.Header, "Connection", "keep-alive")
+	wants10KeepAlive := !is11 && httpguts.HeaderValuesContainsToken(req.Header["Connection"], "keep-alive")
 	if wants10KeepAlive && (isHEAD || hasCL || !allowed) {
 		if _, set := h["Connection"]; !set {
 			extra = append(extra, "Connection: keep-alive\r\n")
@@ -71,7 +71,7 @@ func (w *response) writeHead(auto bool, first []byte) {
 	} else if !is11 || req.Close {
 		w.closeAfter = true
 	}
-	if headerHasToken(h, "Connection", "close") || w.c.s.shutting.Load() {
+	if httpguts.HeaderValuesContainsToken(h["Connection"], "close") || w.c.s.shutting.Load() {
 		w.closeAfter = true
 	}
 
@@ -137,7 +137,7 @@ func (w *response) writeHead(auto bool, first []byte) {
 	if w.chunked {
 		drop("Content-Length")
 	}
-	if w.closeAfter && !headerHasToken(h, "Connection", "close") && !isProtocolSwitch(code, h) {
+	if w.closeAfter && !httpguts.HeaderValuesContainsToken(h["Connection"], "close") && !isProtocolSwitch(code, h) {
 		drop("Connection")
 		if is11 {
 			extra = append(extra, "Connection: close\r\n")
@@ -195,8 +195,6 @@ func (w *response) writeTrailers(bw *bufio.Writer) {
 	_ = t.Write(bw)
 }
 
-func textprotoTrim(s string) string { return strings.Trim(s, " \t") }
-
 // bodyAllowedForStatus reports whether a response with this status may
 // have a body (RFC 9110 §6.4.1).
 func bodyAllowedForStatus(code int) bool {
@@ -210,20 +208,7 @@ func bodyAllowedForStatus(code int) bool {
 }
 
 func isProtocolSwitch(code int, h http.Header) bool {
-	return code == http.StatusSwitchingProtocols && headerHasToken(h, "Connection", "upgrade")
-}
-
-// headerHasToken reports whether any value of h[key] lists token
-// (case-insensitively) among its comma-separated elements.
-func headerHasToken(h http.Header, key, token string) bool {
-	for _, v := range h[key] {
-		for f := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(textprotoTrim(f), token) {
-				return true
-			}
-		}
-	}
-	return false
+	return code == http.StatusSwitchingProtocols && httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade")
 }
 
 var statusLines11, statusLines10 [600]string

@@ -119,7 +119,7 @@ func (w *response) informational(code int) {
 	bw := w.writer()
 	w.c.cw.info = code != http.StatusContinue
 	_, _ = bw.WriteString(statusLine(code, w.req.ProtoAtLeast(1, 1)))
-	_ = w.header.WriteSubset(bw, noBodyHeaders)
+	writeFields(bw, w.header, noBodyHeaders)
 	_, _ = bw.WriteString("\r\n")
 	_ = bw.Flush()
 	w.c.cw.info = false
