@@ -80,7 +80,6 @@ func (s *Server) newConn(rwc net.Conn) *conn {
 	}
 	c.lr.c = c
 	c.cw.c = c
-	c.since.Store(s.clock())
 	return c
 }
 

@@ -200,15 +200,12 @@ func (s *Server) untrackConn(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	wake := s.idleWake
-	if wake != nil && s.quietLocked() {
+	if wake != nil && len(s.conns) == 0 {
 		s.idleWake = nil
 		close(wake)
 	}
 	s.mu.Unlock()
 }
-
-// quietLocked reports whether no connection is left.
-func (s *Server) quietLocked() bool { return len(s.conns) == 0 }
 
 // watch runs while the server has connections: it advances the clock the
 // connections stamp their state changes with, and looks at each.
@@ -253,7 +250,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for c := range s.conns {
 			c.shutdownIfIdle(now)
 		}
-		if s.quietLocked() {
+		if len(s.conns) == 0 {
 			s.mu.Unlock()
 			return nil
 		}
