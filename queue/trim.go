@@ -19,25 +19,21 @@ func (q *Queue) keepWithinBudget(ctx context.Context) {
 		return
 	}
 	dir := q.db.Opts().Dir
-	t := time.NewTicker(trimEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	every(ctx, trimEvery, func() {
 		rss, file, err := residentBytes()
 		if err == nil && (rss <= budget*5/8 || file < budget/8) {
-			continue
+			return
 		}
 		if err == nil {
 			_, err = pageOutStore(dir)
 		}
 		if err != nil {
 			q.opts.Logger.Warn("cannot keep the store's mapped files within the memory budget", "err", err)
+			stop()
 			return
 		}
 		q.trims.Add(1)
-	}
+	})
 }
